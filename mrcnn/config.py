@@ -1,0 +1,219 @@
+"""Mask R-CNN configuration.
+
+Subclass `Config` and override the class constants that differ for your data,
+exactly as with Matterport's Mask R-CNN::
+
+    class BalloonConfig(Config):
+        NAME = "balloon"
+        NUM_CLASSES = 1 + 1
+        IMAGES_PER_GPU = 2
+
+Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed when the
+object is created, and impossible settings raise a `ValueError` naming the
+attribute, at construction rather than deep inside graph building.
+"""
+
+import numpy as np
+
+
+class Config:
+    # Name of the configuration; used to name log directories and checkpoints.
+    NAME = None
+
+    # Images per replica. A 12 GB GPU holds about two 1024x1024 images.
+    GPU_COUNT = 1
+    IMAGES_PER_GPU = 2
+
+    # Steps per epoch are independent of the dataset size on purpose: short epochs
+    # give frequent checkpoints and TensorBoard points.
+    STEPS_PER_EPOCH = 1000
+    VALIDATION_STEPS = 50
+
+    # "resnet50" or "resnet101".
+    BACKBONE = "resnet101"
+
+    # Strides of the FPN levels P2..P6 for the ResNet backbone.
+    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+
+    # Width of the two fully connected layers of the classification head.
+    FPN_CLASSIF_FC_LAYERS_SIZE = 1024
+
+    # Channels of the top-down FPN layers.
+    TOP_DOWN_PYRAMID_SIZE = 256
+
+    # Number of classes including background.
+    NUM_CLASSES = 1
+
+    # Anchor side lengths in pixels, one scale per pyramid level.
+    RPN_ANCHOR_SCALES = (32, 64, 128, 256, 512)
+    # Anchor width/height ratios at every location.
+    RPN_ANCHOR_RATIOS = [0.5, 1, 2]
+    # 1 places anchors at every feature-map cell, 2 at every other cell, ...
+    RPN_ANCHOR_STRIDE = 1
+
+    # Raise to get more proposals during training.
+    RPN_NMS_THRESHOLD = 0.7
+    # Anchors per image sampled to train the RPN.
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 256
+
+    # Top anchors by score kept before non-max suppression.
+    PRE_NMS_LIMIT = 6000
+    # Proposals kept after non-max suppression.
+    POST_NMS_ROIS_TRAINING = 2000
+    POST_NMS_ROIS_INFERENCE = 1000
+
+    # Store instance masks cropped to their box and resized to MINI_MASK_SHAPE
+    # to save memory during training.
+    USE_MINI_MASK = True
+    MINI_MASK_SHAPE = (56, 56)
+
+    # "none", "square", "pad64" or "crop" (see mrcnn.images.resize_image).
+    IMAGE_RESIZE_MODE = "square"
+    IMAGE_MIN_DIM = 800
+    IMAGE_MAX_DIM = 1024
+    # Minimum upscale factor; 0 disables it.
+    IMAGE_MIN_SCALE = 0
+    # 3 for RGB. Other counts need conv1 re-initialised (exclude it when loading).
+    IMAGE_CHANNEL_COUNT = 3
+
+    # Per-channel mean subtracted from images (RGB).
+    MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
+
+    # ROIs per image fed to the heads during training.
+    TRAIN_ROIS_PER_IMAGE = 200
+    # Share of those ROIs that are positive.
+    ROI_POSITIVE_RATIO = 0.33
+
+    # ROI Align output sizes for the box/class head and the mask head.
+    POOL_SIZE = 7
+    MASK_POOL_SIZE = 14
+    # Output mask size; change MASK_POOL_SIZE and the mask head together with it.
+    MASK_SHAPE = [28, 28]
+
+    # Ground-truth instances kept per image.
+    MAX_GT_INSTANCES = 100
+
+    # Std-devs the box deltas are divided by, for the RPN and the final boxes.
+    RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+
+    # Final detections per image.
+    DETECTION_MAX_INSTANCES = 100
+    # Detections below this score are dropped.
+    DETECTION_MIN_CONFIDENCE = 0.7
+    # Per-class non-max suppression threshold of the final detections.
+    DETECTION_NMS_THRESHOLD = 0.3
+
+    # The paper uses 0.02, which diverges in Matterport's setting (TF optimizer,
+    # gradient clipping); 0.001 is the tested default.
+    LEARNING_RATE = 0.001
+    LEARNING_MOMENTUM = 0.9
+
+    # L2 weight decay.
+    WEIGHT_DECAY = 0.0001
+
+    # Relative weight of each loss term in the total.
+    LOSS_WEIGHTS = {
+        "rpn_class_loss": 1.0,
+        "rpn_bbox_loss": 1.0,
+        "mrcnn_class_loss": 1.0,
+        "mrcnn_bbox_loss": 1.0,
+        "mrcnn_mask_loss": 1.0,
+    }
+
+    # Train the heads on the RPN's proposals (True) or on externally given ROIs.
+    USE_RPN_ROIS = True
+
+    # Train BatchNorm layers. False freezes them (small batches make batch
+    # statistics noisy); True trains them; None follows the training flag.
+    TRAIN_BN = False
+
+    # Gradient norm clipping.
+    GRADIENT_CLIP_NORM = 5.0
+
+    # ROI Align sampling. False keeps Matterport's crop_and_resize sampling (one
+    # sample per bin, no half-pixel offset) so Matterport-trained weights give the
+    # same detections; True selects half-pixel aligned sampling.
+    ROI_ALIGN_ALIGNED = False
+
+    def __init__(self):
+        self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
+        if self.IMAGE_RESIZE_MODE == "crop":
+            self.IMAGE_SHAPE = np.array(
+                [self.IMAGE_MIN_DIM, self.IMAGE_MIN_DIM, self.IMAGE_CHANNEL_COUNT])
+        else:
+            self.IMAGE_SHAPE = np.array(
+                [self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT])
+        # image_id(1) + original_image_shape(3) + image_shape(3) + window(4)
+        # + scale(1) + active_class_ids(NUM_CLASSES)
+        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.validate()
+
+    def validate(self):
+        """Raise ValueError naming the attribute of the first impossible setting."""
+        def fail(attr, why):
+            raise ValueError(f"{type(self).__name__}.{attr} = {getattr(self, attr)!r}: {why}")
+
+        if not isinstance(self.NAME, str) or not self.NAME or any(c in self.NAME for c in "/\\ "):
+            fail("NAME", "set a short name without spaces or slashes; it names log folders and checkpoints")
+        if not isinstance(self.NUM_CLASSES, int) or self.NUM_CLASSES < 2:
+            fail("NUM_CLASSES", "needs at least 2 classes (background + one object class)")
+        for attr in ("GPU_COUNT", "IMAGES_PER_GPU", "STEPS_PER_EPOCH", "IMAGE_MAX_DIM",
+                     "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT",
+                     "TRAIN_ROIS_PER_IMAGE", "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES",
+                     "RPN_TRAIN_ANCHORS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE",
+                     "IMAGE_CHANNEL_COUNT", "RPN_ANCHOR_STRIDE"):
+            value = getattr(self, attr)
+            if not isinstance(value, (int, np.integer)) or value < 1:
+                fail(attr, "must be a positive integer")
+        if self.VALIDATION_STEPS is not None and self.VALIDATION_STEPS < 0:
+            fail("VALIDATION_STEPS", "must be >= 0")
+        if self.BACKBONE not in ("resnet50", "resnet101"):
+            fail("BACKBONE", 'must be "resnet50" or "resnet101"')
+        if self.IMAGE_RESIZE_MODE not in ("none", "square", "pad64", "crop"):
+            fail("IMAGE_RESIZE_MODE", 'must be one of "none", "square", "pad64", "crop"')
+        # Six stride-2 stages (P6 included) must divide the input evenly.
+        if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % 64:
+            fail("IMAGE_MAX_DIM", 'must be divisible by 64 in "square" mode (e.g. 256, 320, 512, 1024)')
+        if self.IMAGE_RESIZE_MODE == "crop" and (self.IMAGE_MIN_DIM or 0) % 64:
+            fail("IMAGE_MIN_DIM", 'must be divisible by 64 in "crop" mode')
+        if self.IMAGE_MIN_DIM and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM and self.IMAGE_RESIZE_MODE != "crop":
+            fail("IMAGE_MIN_DIM", "must not exceed IMAGE_MAX_DIM")
+        if len(self.BACKBONE_STRIDES) != 5:
+            fail("BACKBONE_STRIDES", "needs one stride for each of P2..P6")
+        if len(self.RPN_ANCHOR_SCALES) != len(self.BACKBONE_STRIDES):
+            fail("RPN_ANCHOR_SCALES", "needs one scale per pyramid level (5)")
+        if len(self.RPN_ANCHOR_RATIOS) < 1 or min(self.RPN_ANCHOR_RATIOS) <= 0:
+            fail("RPN_ANCHOR_RATIOS", "must be positive numbers")
+        if len(self.MEAN_PIXEL) != self.IMAGE_CHANNEL_COUNT:
+            fail("MEAN_PIXEL", f"needs one value per channel (IMAGE_CHANNEL_COUNT = {self.IMAGE_CHANNEL_COUNT})")
+        if not 0 < self.ROI_POSITIVE_RATIO <= 1:
+            fail("ROI_POSITIVE_RATIO", "must be in (0, 1]")
+        for attr in ("RPN_NMS_THRESHOLD", "DETECTION_NMS_THRESHOLD", "DETECTION_MIN_CONFIDENCE"):
+            if not 0 <= getattr(self, attr) <= 1:
+                fail(attr, "must be in [0, 1]")
+        if tuple(self.MASK_SHAPE) != (2 * self.MASK_POOL_SIZE, 2 * self.MASK_POOL_SIZE):
+            fail("MASK_SHAPE", f"must be twice MASK_POOL_SIZE ({self.MASK_POOL_SIZE}): the mask head upsamples once")
+        if len(self.RPN_BBOX_STD_DEV) != 4 or len(self.BBOX_STD_DEV) != 4:
+            fail("BBOX_STD_DEV", "RPN_BBOX_STD_DEV and BBOX_STD_DEV need 4 values")
+        unknown = set(self.LOSS_WEIGHTS) - set(Config.LOSS_WEIGHTS)
+        if unknown:
+            fail("LOSS_WEIGHTS", f"unknown loss names {sorted(unknown)}")
+        if self.TRAIN_ROIS_PER_IMAGE > self.POST_NMS_ROIS_TRAINING:
+            fail("TRAIN_ROIS_PER_IMAGE", f"cannot exceed POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING})")
+
+    def to_dict(self):
+        """All upper-case attributes, derived ones included."""
+        return {a: getattr(self, a) for a in sorted(dir(self))
+                if a.isupper() and not a.startswith("_") and not callable(getattr(self, a))}
+
+    def display(self):
+        """Print every setting, one per line."""
+        print("\nConfigurations:")
+        for key, value in self.to_dict().items():
+            print(f"{key:30} {value}")
+        print()
+
+    def __repr__(self):
+        return f"<{type(self).__name__} NAME={self.NAME!r}>"
+

@@ -1,0 +1,20 @@
+"""Install the mrcnn package: `pip install -e .`"""
+from pathlib import Path
+
+from setuptools import find_packages, setup
+
+here = Path(__file__).parent
+requirements = [line.strip() for line in (here / "requirements.txt").read_text().splitlines()
+                if line.strip() and not line.startswith("#")]
+
+setup(
+    name="mrcnn",
+    version="0.1.0",
+    description="Mask R-CNN for Keras 3 and TensorFlow 2, compatible with Matterport's API and weights",
+    long_description=(here / "README.md").read_text() if (here / "README.md").exists() else "",
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mrcnn", "mrcnn.*"]),
+    python_requires=">=3.11",
+    install_requires=requirements,
+    extras_require={"test": ["pytest>=8.3", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"]},
+)
