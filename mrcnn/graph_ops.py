@@ -1,0 +1,135 @@
+"""The package's only door to ``tf.*``: thin wrappers for ops ``keras.ops`` lacks.
+
+Everything here works on the TensorFlow backend in eager mode, inside
+``tf.function`` and inside a Keras Functional model with an unknown batch size.
+Boxes are ``(y1, x1, y2, x2)``; the NMS kernels treat them as plain coordinates
+(any consistent unit), ``crop_and_resize`` wants them normalized as
+``tf.image.crop_and_resize`` defines it (0 and 1 are the centres of the first
+and last pixel row/column).
+"""
+import numpy as np
+import tensorflow as tf
+
+__all__ = [
+    "non_max_suppression",
+    "non_max_suppression_padded",
+    "per_class_non_max_suppression",
+    "crop_and_resize",
+]
+
+
+def non_max_suppression(boxes, scores, max_output_size, iou_threshold):
+    """Greedy NMS of one image (``tf.image.non_max_suppression``, as Matterport).
+
+    Args:
+        boxes: float ``[N, 4]`` ``(y1, x1, y2, x2)``.
+        scores: float ``[N]``.
+        max_output_size: int, most boxes to keep.
+        iou_threshold: a box is dropped when its IoU with a kept, higher-scoring
+            box is strictly greater than this.
+
+    Returns:
+        int32 ``[K]`` (``K <= max_output_size``, dynamic): kept indices into
+        ``boxes``, by descending score.
+    """
+    return tf.image.non_max_suppression(
+        tf.cast(boxes, tf.float32), tf.cast(scores, tf.float32),
+        max_output_size, iou_threshold)
+
+
+def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold):
+    """Greedy NMS of one image with a fixed-size result (usable in ``keras.ops.map``).
+
+    Same kernel and result as :func:`non_max_suppression` (``NonMaxSuppressionV4``;
+    unlike ``tf.image.non_max_suppression_padded``, which switches to a tiled
+    approximation of the IoU), only padded.
+
+    Args:
+        boxes: float ``[N, 4]`` ``(y1, x1, y2, x2)``.
+        scores: float ``[N]``.
+        max_output_size: python int, length of the result.
+        iou_threshold: float, as in :func:`non_max_suppression`.
+
+    Returns:
+        ``(indices, num_valid)``: int32 ``[max_output_size]`` kept indices by
+        descending score, the tail after ``num_valid`` filled with 0; int32 scalar.
+    """
+    indices, num_valid = tf.raw_ops.NonMaxSuppressionV4(
+        boxes=tf.cast(boxes, tf.float32),
+        scores=tf.cast(scores, tf.float32),
+        max_output_size=max_output_size,
+        iou_threshold=iou_threshold,
+        score_threshold=float("-inf"),
+        pad_to_max_output_size=True)
+    return tf.ensure_shape(indices, [max_output_size]), num_valid
+
+
+def per_class_non_max_suppression(boxes, scores, class_ids, num_classes,
+                                  max_output_size, iou_threshold, min_score):
+    """Batched greedy NMS run separately per class, then top ``max_output_size``.
+
+    Equivalent to Matterport's ``refine_detections_graph`` tail: keep boxes with
+    ``score >= min_score``, NMS within each class (boxes of different classes
+    never suppress each other), then keep the ``max_output_size`` best overall.
+    Built on ``tf.image.combined_non_max_suppression`` (its score filter is a
+    strict ``>``, so ``min_score`` is moved one float32 step down).
+
+    Args:
+        boxes: float ``[B, N, 4]`` ``(y1, x1, y2, x2)``, one box per row.
+        scores: float ``[B, N]``; rows to ignore may carry any value < ``min_score``.
+        class_ids: int ``[B, N]`` in ``[0, num_classes)``.
+        num_classes: int or scalar tensor.
+        max_output_size: python int, per class and in total.
+        iou_threshold: float, suppression when IoU > this.
+        min_score: float >= 0, rows with ``score < min_score`` are dropped.
+
+    Returns:
+        ``(boxes [B, K, 4], scores [B, K], class_ids int32 [B, K], num_valid int32 [B])``
+        with ``K = max_output_size``, by descending score, zero past ``num_valid``.
+    """
+    if min_score > 0:
+        threshold = float(np.nextafter(np.float32(min_score), np.float32(-np.inf)))
+    else:
+        # Scores are probabilities (>= 0); anything negative marks a dropped row.
+        threshold = -0.5
+    scores = tf.cast(scores, tf.float32)
+    one_hot = tf.equal(tf.cast(class_ids, tf.int32)[..., None], tf.range(num_classes))
+    class_scores = tf.where(one_hot, scores[..., None], -1.0)
+    out_boxes, out_scores, out_classes, num_valid = tf.image.combined_non_max_suppression(
+        tf.cast(boxes, tf.float32)[:, :, None, :], class_scores,
+        max_output_size_per_class=max_output_size,
+        max_total_size=max_output_size,
+        iou_threshold=iou_threshold,
+        score_threshold=threshold,
+        pad_per_class=False,
+        clip_boxes=False)
+    valid = tf.range(max_output_size)[None, :] < num_valid[:, None]
+    out_boxes = tf.where(valid[..., None], out_boxes, 0.0)
+    out_scores = tf.where(valid, out_scores, 0.0)
+    out_classes = tf.where(valid, tf.cast(out_classes, tf.int32), 0)
+    return out_boxes, out_scores, out_classes, num_valid
+
+
+def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
+                    extrapolation_value=0.0):
+    """``tf.image.crop_and_resize``: one bilinear sample per output pixel.
+
+    Args:
+        image: float ``[B, H, W, C]``.
+        boxes: float ``[K, 4]`` normalized ``(y1, x1, y2, x2)``: ``y`` maps to
+            pixel row ``y * (H - 1)``; values outside ``[0, 1]`` sample
+            ``extrapolation_value``.
+        box_indices: int ``[K]`` in ``[0, B)``, the image each box crops.
+        crop_size: ``(crop_height, crop_width)``.
+        method: ``"bilinear"`` or ``"nearest"``.
+
+    Returns:
+        float32 ``[K, crop_height, crop_width, C]``.
+    """
+    if method not in ("bilinear", "nearest"):
+        raise ValueError(f"mrcnn.graph_ops.crop_and_resize: method must be "
+                         f"'bilinear' or 'nearest', got {method!r}")
+    return tf.image.crop_and_resize(
+        tf.cast(image, tf.float32), tf.cast(boxes, tf.float32),
+        tf.cast(box_indices, tf.int32), [int(s) for s in crop_size],
+        method=method, extrapolation_value=extrapolation_value)
