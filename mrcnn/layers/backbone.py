@@ -1,0 +1,159 @@
+"""ResNet backbone and Feature Pyramid Network, with Matterport's layer names.
+
+Every weighted layer is named exactly as in Matterport's ``model.py`` (``conv1``,
+``bn_conv1``, ``res4b_branch2a``, ``bn4b_branch2a``, ``fpn_c5p5``, ...), so that
+``mask_rcnn_coco.h5`` and the ImageNet ResNet-50 file load by name.
+
+Tensors are NHWC; the batch and spatial dimensions may be dynamic.
+"""
+import keras
+from keras import layers
+
+_ARCHITECTURES = {"resnet50": 5, "resnet101": 22}  # identity blocks in stage 4
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class BatchNorm(layers.BatchNormalization):
+    """BatchNormalization that can be frozen (Matterport's ``TRAIN_BN=False``).
+
+    Matterport froze BN by calling it with ``training=False`` inside the graph. In
+    Keras 3 that is not enough: a functional model called with ``training=True``
+    overrides the ``training`` argument recorded on each node. A frozen layer
+    therefore ignores ``training`` and always normalises with its moving
+    statistics, which it never updates. ``gamma``/``beta`` stay trainable, as in
+    Matterport (``set_trainable`` decides about them).
+
+    Args:
+        frozen: True to always run in inference mode.
+        **kwargs: passed to ``keras.layers.BatchNormalization`` (defaults equal
+            Keras 2's: momentum 0.99, epsilon 1e-3, as in the released weights).
+    """
+
+    def __init__(self, frozen=False, **kwargs):
+        super().__init__(**kwargs)
+        self.frozen = bool(frozen)
+
+    def call(self, inputs, training=None, mask=None):
+        if self.frozen:
+            training = False
+        return super().call(inputs, training=training, mask=mask)
+
+    def get_config(self):
+        config = super().get_config()
+        config["frozen"] = self.frozen
+        return config
+
+
+def _check_train_bn(train_bn):
+    """Matterport's TRAIN_BN: False freezes BN; True/None follow the call's training flag."""
+    if train_bn not in (True, False, None):
+        raise ValueError(
+            f"backbone: train_bn must be True, False or None, got {train_bn!r}"
+        )
+    return train_bn is False
+
+
+def _conv_bn(x, filters, kernel_size, conv_name, bn_name, frozen, strides=1,
+             padding="valid", relu=True):
+    """Conv2D (with bias, as Matterport) -> BatchNorm -> optional ReLU."""
+    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
+                      use_bias=True, name=conv_name)(x)
+    x = BatchNorm(frozen=frozen, name=bn_name)(x)
+    if relu:
+        x = layers.Activation("relu")(x)
+    return x
+
+
+def _bottleneck(x, kernel_size, filters, stage, block, frozen, strides=None):
+    """Matterport's ``conv_block`` (when ``strides`` is given) or ``identity_block``.
+
+    The stride sits on the first 1x1 conv (Caffe-style ResNet) and on the shortcut
+    conv ``res{stage}{block}_branch1``; an identity block adds its input unchanged.
+    """
+    f1, f2, f3 = filters
+    conv = f"res{stage}{block}_branch"
+    bn = f"bn{stage}{block}_branch"
+    y = _conv_bn(x, f1, 1, conv + "2a", bn + "2a", frozen, strides=strides or 1)
+    y = _conv_bn(y, f2, kernel_size, conv + "2b", bn + "2b", frozen, padding="same")
+    y = _conv_bn(y, f3, 1, conv + "2c", bn + "2c", frozen, relu=False)
+    if strides is None:
+        shortcut = x
+    else:
+        shortcut = _conv_bn(x, f3, 1, conv + "1", bn + "1", frozen, strides=strides,
+                            relu=False)
+    y = layers.Add()([y, shortcut])
+    return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
+
+
+def _stage(x, stage, filters, identity_blocks, frozen, strides):
+    """One conv block ``a`` followed by identity blocks ``b``, ``c``, ..."""
+    x = _bottleneck(x, 3, filters, stage, "a", frozen, strides=strides)
+    for i in range(identity_blocks):
+        x = _bottleneck(x, 3, filters, stage, chr(98 + i), frozen)
+    return x
+
+
+def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
+    """Matterport's ResNet-50/101 graph.
+
+    Args:
+        input_image: symbolic tensor ``[B, H, W, C]`` (molded image).
+        architecture: ``"resnet50"`` or ``"resnet101"``.
+        stage5: build stage 5 (otherwise ``C5`` is None).
+        train_bn: False freezes every BatchNorm (inference mode, moving statistics
+            never updated); True or None let BN follow the model call's
+            ``training`` flag.
+
+    Returns:
+        ``[C1, C2, C3, C4, C5]`` with strides 4, 4, 8, 16, 32 and 64, 256, 512,
+        1024, 2048 channels (C1 is the stem after max-pooling).
+    """
+    if architecture not in _ARCHITECTURES:
+        raise ValueError(
+            f"resnet_graph: architecture must be one of {sorted(_ARCHITECTURES)}, "
+            f"got {architecture!r}"
+        )
+    frozen = _check_train_bn(train_bn)
+    x = layers.ZeroPadding2D((3, 3))(input_image)
+    x = _conv_bn(x, 64, 7, "conv1", "bn_conv1", frozen, strides=2)
+    c1 = x = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
+    c2 = x = _stage(x, 2, [64, 64, 256], 2, frozen, strides=1)
+    c3 = x = _stage(x, 3, [128, 128, 512], 3, frozen, strides=2)
+    c4 = x = _stage(x, 4, [256, 256, 1024], _ARCHITECTURES[architecture], frozen,
+                    strides=2)
+    c5 = _stage(x, 5, [512, 512, 2048], 2, frozen, strides=2) if stage5 else None
+    return [c1, c2, c3, c4, c5]
+
+
+def _top_down(upper, lateral, level, pyramid_size):
+    """``fpn_p{level}add`` = 2x-upsampled ``upper`` + 1x1 lateral conv of C{level}."""
+    upsampled = layers.UpSampling2D(size=(2, 2), name=f"fpn_p{level + 1}upsampled")(upper)
+    lateral = layers.Conv2D(pyramid_size, (1, 1), name=f"fpn_c{level}p{level}")(lateral)
+    return layers.Add(name=f"fpn_p{level}add")([upsampled, lateral])
+
+
+def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
+    """Matterport's Feature Pyramid Network.
+
+    Args:
+        C2..C5: backbone maps ``[B, H/s, W/s, C]`` for strides 4, 8, 16, 32 (each
+            spatial size exactly twice the next one's, i.e. the image side is a
+            multiple of 64).
+        pyramid_size: channels of every pyramid level (``TOP_DOWN_PYRAMID_SIZE``).
+
+    Returns:
+        ``[P2, P3, P4, P5, P6]``, each ``[B, h, w, pyramid_size]``; P6 is P5
+        subsampled with stride 2 (used by the RPN only).
+    """
+    if C5 is None:
+        raise ValueError("fpn_graph: C5 is None; build the backbone with stage5=True")
+    p5 = layers.Conv2D(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
+    p4 = _top_down(p5, C4, 4, pyramid_size)
+    p3 = _top_down(p4, C3, 3, pyramid_size)
+    p2 = _top_down(p3, C2, 2, pyramid_size)
+    outs = [
+        layers.Conv2D(pyramid_size, (3, 3), padding="same", name=f"fpn_p{level}")(p)
+        for level, p in ((2, p2), (3, p3), (4, p4), (5, p5))
+    ]
+    p6 = layers.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(outs[-1])
+    return outs + [p6]

@@ -1,0 +1,156 @@
+"""RPN, classifier and mask heads against per-ROI numpy re-implementations."""
+import keras
+import numpy as np
+import pytest
+
+from mrcnn.layers.backbone import BatchNorm
+from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
+
+from test_backbone import np_bn, np_conv2d, randomize_bn
+
+
+def np_softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def np_deconv2x2(x, kernel, bias):
+    """Conv2DTranspose 2x2/2: out[2i+a, 2j+b] = x[i, j] @ kernel[a, b].T (kernel [2,2,out,in])."""
+    n, h, w, _ = x.shape
+    out = np.zeros((n, 2 * h, 2 * w, kernel.shape[2]))
+    for a in range(2):
+        for b in range(2):
+            out[:, a::2, b::2] = x @ kernel[a, b].T
+    return out + bias
+
+
+def randomize_weights(model, rng):
+    """Random kernels scaled by 1/sqrt(fan-in) (keeps sigmoids unsaturated), random BN."""
+    for layer in model.layers:
+        if layer.weights and not isinstance(layer, BatchNorm):
+            layer.set_weights([rng.normal(0, 1 / np.sqrt(np.prod(w.shape[:-1])), w.shape)
+                               for w in layer.weights])
+    randomize_bn(model, rng)
+
+
+def test_rpn_model_matches_numpy():
+    rng = np.random.default_rng(0)
+    rpn = build_rpn_model(anchor_stride=1, anchors_per_location=3, depth=8)
+    assert rpn.name == "rpn_model"
+    assert [l.name for l in rpn.layers if l.weights] == [
+        "rpn_conv_shared", "rpn_class_raw", "rpn_bbox_pred"]
+    randomize_weights(rpn, rng)
+    fmap = rng.normal(size=(2, 4, 5, 8)).astype("float32")
+    logits, probs, bbox = (np.asarray(t) for t in rpn(fmap))
+
+    def conv(name, x, padding="valid"):
+        kernel, bias = rpn.get_layer(name).get_weights()
+        return np_conv2d(x, kernel, bias, padding=padding)
+    shared = np.maximum(conv("rpn_conv_shared", fmap.astype(np.float64), "same"), 0)
+    # Anchor order: row-major cell, then anchor within the cell.
+    ref_logits = conv("rpn_class_raw", shared).reshape(2, 4 * 5 * 3, 2)
+    ref_bbox = conv("rpn_bbox_pred", shared).reshape(2, 4 * 5 * 3, 4)
+    np.testing.assert_allclose(logits, ref_logits, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(probs, np_softmax(ref_logits), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bbox, ref_bbox, rtol=1e-4, atol=1e-4)
+
+
+def test_rpn_model_dynamic_size_and_stride():
+    rpn = build_rpn_model(anchor_stride=2, anchors_per_location=3, depth=4)
+    for h, w in ((4, 6), (5, 3)):
+        outs = rpn(np.zeros((1, h, w, 4), "float32"))
+        cells = -(-h // 2) * -(-w // 2)
+        assert [tuple(o.shape) for o in outs] == [(1, cells * 3, 2), (1, cells * 3, 2),
+                                                  (1, cells * 3, 4)]
+    with pytest.raises(ValueError, match="anchors_per_location"):
+        build_rpn_model(1, 0, 256)
+
+
+def _classifier_model(n_rois, ps=3, channels=4, num_classes=3, fc=8, train_bn=False):
+    pooled = keras.Input((n_rois, ps, ps, channels))
+    return keras.Model(pooled, list(classifier_head(pooled, num_classes, train_bn, fc)))
+
+
+def test_classifier_head_matches_numpy_per_roi():
+    rng = np.random.default_rng(1)
+    model = _classifier_model(3)
+    randomize_weights(model, rng)
+    pooled = rng.normal(size=(2, 3, 3, 3, 4)).astype("float32")
+    logits, probs, bbox = (np.asarray(t) for t in model(pooled))
+    get = model.get_layer
+
+    def fc(name, x):
+        kernel, bias = get(name).get_weights()
+        return x @ kernel.reshape(-1, kernel.shape[-1]) + bias
+    for b in range(2):
+        for n in range(3):
+            x = pooled[b, n].astype(np.float64).reshape(-1)  # ps x ps valid conv == FC
+            x = np.maximum(np_bn(fc("mrcnn_class_conv1", x), get("mrcnn_class_bn1")), 0)
+            x = np.maximum(np_bn(fc("mrcnn_class_conv2", x), get("mrcnn_class_bn2")), 0)
+            ref_logits = fc("mrcnn_class_logits", x)
+            np.testing.assert_allclose(logits[b, n], ref_logits, rtol=1e-4, atol=1e-4)
+            np.testing.assert_allclose(probs[b, n], np_softmax(ref_logits), rtol=1e-4, atol=1e-5)
+            np.testing.assert_allclose(bbox[b, n], fc("mrcnn_bbox_fc", x).reshape(3, 4),
+                                       rtol=1e-4, atol=1e-4)
+    # Frozen BN: a training-mode call gives the inference outputs.
+    np.testing.assert_allclose(np.asarray(model(pooled, training=True)[0]), logits,
+                               rtol=1e-5, atol=1e-5)
+
+
+def test_classifier_head_dynamic_rois_equal_static():
+    rng = np.random.default_rng(2)
+    static = _classifier_model(5)
+    dynamic = _classifier_model(None)
+    randomize_weights(static, rng)
+    dynamic.set_weights(static.get_weights())
+    pooled = rng.normal(size=(2, 5, 3, 3, 4)).astype("float32")
+    for a, b in zip(static(pooled), dynamic(pooled)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+    assert tuple(dynamic(pooled[:1, :2])[2].shape) == (1, 2, 3, 4)
+
+
+def test_mask_head_matches_numpy_per_roi():
+    rng = np.random.default_rng(3)
+    pooled_in = keras.Input((2, 2, 2, 6))
+    model = keras.Model(pooled_in, mask_head(pooled_in, num_classes=3, train_bn=False))
+    randomize_weights(model, rng)
+    pooled = rng.normal(size=(2, 2, 2, 2, 6)).astype("float32")
+    masks = np.asarray(model(pooled))
+    assert masks.shape == (2, 2, 4, 4, 3)
+    get = model.get_layer
+    x = pooled.reshape(4, 2, 2, 6).astype(np.float64)  # ROIs in (image, roi) order
+    for i in range(1, 5):
+        kernel, bias = get(f"mrcnn_mask_conv{i}").get_weights()
+        x = np.maximum(np_bn(np_conv2d(x, kernel, bias, padding="same"),
+                             get(f"mrcnn_mask_bn{i}")), 0)
+    x = np.maximum(np_deconv2x2(x, *get("mrcnn_mask_deconv").get_weights()), 0)
+    kernel, bias = get("mrcnn_mask").get_weights()
+    ref = 1 / (1 + np.exp(-np_conv2d(x, kernel, bias)))
+    np.testing.assert_allclose(masks, ref.reshape(2, 2, 4, 4, 3), rtol=1e-4, atol=1e-5)
+
+
+def test_trainable_head_bn_updates_in_training():
+    model = _classifier_model(2, train_bn=True)
+    bn = model.get_layer("mrcnn_class_bn1")
+    assert not bn.frozen
+    model(np.random.default_rng(4).normal(3, 1, (2, 2, 3, 3, 4)).astype("float32"),
+          training=True)
+    assert not np.allclose(bn.moving_mean.numpy(), 0.0)
+
+
+def test_bad_pooled_shape():
+    with pytest.raises(ValueError, match="classifier_head"):
+        classifier_head(keras.Input((7, 7, 256)), 81)
+    with pytest.raises(ValueError, match="mask_head"):
+        mask_head(keras.Input((4, None, None, 256)), 81)
+
+
+def test_head_model_config_round_trip():
+    model = _classifier_model(None)
+    randomize_weights(model, np.random.default_rng(5))
+    clone = keras.Model.from_config(model.get_config())
+    clone.set_weights(model.get_weights())
+    assert clone.get_layer("mrcnn_class_bn1").frozen
+    pooled = np.random.default_rng(6).normal(size=(1, 2, 3, 3, 4)).astype("float32")
+    for a, b in zip(model(pooled), clone(pooled)):
+        np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
