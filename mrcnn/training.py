@@ -1,0 +1,138 @@
+"""Training plumbing that is not the network: which layers train, where runs are
+logged, how checkpoints are named, written and found again.
+
+Log folders and checkpoint names follow Matterport, so `find_last()` and
+`--weights=last` also work on folders written by Matterport's code:
+``<model_dir>/<name><YYYYmmddTHHMM>/mask_rcnn_<name>_<epoch:04d>.h5``.
+"""
+
+import datetime
+import logging
+import os
+import re
+
+import keras
+
+from mrcnn import weights as weights_io
+
+log = logging.getLogger("mrcnn")
+
+_HEADS = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
+
+# Named layer groups for MaskRCNN.train(layers=...); anything else is a regex.
+LAYER_PRESETS = {
+    "heads": _HEADS,
+    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|" + _HEADS,
+    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|" + _HEADS,
+    "5+": r"(res5.*)|(bn5.*)|" + _HEADS,
+    "all": ".*",
+}
+
+# Matterport's resume pattern: .../<name>YYYYmmddTHHMM/mask_rcnn_<name>_<epoch>.h5
+_CHECKPOINT_RE = re.compile(
+    r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
+
+
+def layer_regex(layers):
+    """The regex for a preset name ("heads", "3+", "4+", "5+", "all") or a regex."""
+    regex = LAYER_PRESETS.get(layers, layers)
+    try:
+        re.compile(regex)
+    except (re.error, TypeError) as err:
+        raise ValueError(f"layers={layers!r} is neither a preset {sorted(LAYER_PRESETS)} "
+                         f"nor a valid regex: {err}") from None
+    return regex
+
+
+def set_trainable(model, regex, verbose=0, _depth=0):
+    """Make layers whose full name matches `regex` trainable, freeze the others.
+
+    Nested models (the shared `rpn_model`) are entered so their inner layers
+    (`rpn_conv_shared`, ...) are matched by their own names. Returns the names
+    of the trainable weighted layers.
+    """
+    trainable = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            # A container's flag propagates to its children: open it, then
+            # decide per child, and close it only when no child trains.
+            layer.trainable = True
+            inner = set_trainable(layer, regex, verbose, _depth + 1)
+            if not inner:
+                layer.trainable = False
+            trainable += inner
+            continue
+        if not layer.weights:
+            continue
+        on = re.fullmatch(regex, layer.name) is not None
+        layer.trainable = on
+        if on:
+            trainable.append(layer.name)
+            if verbose > 0:
+                print(f"{'  ' * _depth}{layer.name:30} ({type(layer).__name__})")
+    return trainable
+
+
+def new_log_dir(model_dir, name, now=None):
+    now = now or datetime.datetime.now()
+    return os.path.join(model_dir, f"{name.lower()}{now:%Y%m%dT%H%M}")
+
+
+def checkpoint_path(log_dir, name, epoch):
+    """Checkpoint file of `epoch` (1-based: the number of epochs completed)."""
+    return os.path.join(log_dir, f"mask_rcnn_{name.lower()}_{epoch:04d}.h5")
+
+
+def parse_checkpoint_path(path):
+    """(log_dir, epoch) if `path` is one of our checkpoints, else None."""
+    match = _CHECKPOINT_RE.match(os.path.abspath(path))
+    if not match:
+        return None
+    return os.path.dirname(os.path.abspath(path)), int(match.group(6))
+
+
+def find_last(model_dir, name):
+    """Path of the newest checkpoint of the newest run of `name` under `model_dir`.
+
+    Unlike Matterport, a newer run folder without checkpoints (a run killed
+    before its first epoch ended) does not hide older checkpoints.
+    """
+    prefix = name.lower()
+    runs = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
+                  if d.startswith(prefix) and os.path.isdir(os.path.join(model_dir, d)))
+    for run in reversed(runs):
+        folder = os.path.join(model_dir, run)
+        checkpoints = sorted(f for f in os.listdir(folder)
+                             if f.startswith("mask_rcnn") and f.endswith(".h5"))
+        if checkpoints:
+            return os.path.join(folder, checkpoints[-1])
+    raise FileNotFoundError(
+        f"No checkpoint of '{prefix}' under {os.path.abspath(model_dir)}: expected "
+        f"{prefix}YYYYmmddTHHMM/mask_rcnn_{prefix}_NNNN.h5. Train first, or pass a weights path.")
+
+
+class AtomicCheckpoint(keras.callbacks.Callback):
+    """Save weights in Matterport's Keras-2 HDF5 layout after every epoch.
+
+    The file is written to a temporary name and renamed, so a run killed while
+    saving leaves the previous checkpoints intact.
+    """
+
+    def __init__(self, log_dir, name, keras_model):
+        super().__init__()
+        self.log_dir, self.name, self.keras_model = log_dir, name, keras_model
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = checkpoint_path(self.log_dir, self.name, epoch + 1)
+        weights_io.save_weights(self.keras_model, path)
+        log.info("saved %s", path)
+
+
+def training_callbacks(log_dir, name, keras_model, extra=None):
+    """Checkpoints, TensorBoard, a plain-text CSV log and a NaN stop."""
+    return [
+        AtomicCheckpoint(log_dir, name, keras_model),
+        keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
+        keras.callbacks.CSVLogger(os.path.join(log_dir, "training_log.csv"), append=True),
+        keras.callbacks.TerminateOnNaN(),
+    ] + list(extra or [])
