@@ -1,0 +1,417 @@
+"""Tests for mrcnn.visualize: every function renders headless to a real PNG,
+and the numeric helpers match hand computations / brute-force references."""
+import colorsys
+import os
+
+os.environ.setdefault("MPLBACKEND", "Agg")
+
+import matplotlib
+import matplotlib.image
+import matplotlib.pyplot as plt
+import numpy as np
+import pytest
+
+from mrcnn import visualize
+
+CLASS_NAMES = ["BG", "square", "circle", "triangle"]
+H = W = 64
+
+
+@pytest.fixture(autouse=True)
+def _no_show_and_no_leaks(monkeypatch):
+    """plt.show() must never run under Agg, and figures we save must be closed."""
+    assert matplotlib.get_backend().lower() == "agg"
+
+    def _fail(*args, **kwargs):
+        raise AssertionError("plt.show() called under a non-interactive backend")
+
+    monkeypatch.setattr(plt, "show", _fail)
+    plt.close("all")
+    yield
+    plt.close("all")
+
+
+def _scene():
+    """A 64x64 gray image with two instances: a square (class 1) and a disk (class 2)."""
+    image = np.full((H, W, 3), 100, dtype=np.uint8)
+    masks = np.zeros((H, W, 2), dtype=bool)
+    masks[10:30, 8:28, 0] = True
+    yy, xx = np.mgrid[:H, :W]
+    masks[:, :, 1] = (yy - 45) ** 2 + (xx - 44) ** 2 <= 10 ** 2
+    boxes = np.array([[10, 8, 30, 28], [35, 34, 56, 55]], dtype=np.int32)
+    class_ids = np.array([1, 2], dtype=np.int32)
+    return image, boxes, masks, class_ids
+
+
+def _assert_png(path, min_side=50):
+    """The file exists, is non-empty, decodes as a PNG and is not a degenerate size."""
+    assert path.exists() and path.stat().st_size > 1000, path
+    with open(path, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    pixels = matplotlib.image.imread(str(path))
+    assert pixels.ndim == 3 and pixels.shape[2] in (3, 4)
+    assert min(pixels.shape[:2]) >= min_side, pixels.shape
+    # Something was drawn: not a single flat color.
+    assert pixels[..., :3].std() > 0.01
+    return pixels
+
+
+# ---------------------------------------------------------------- colors and masks
+
+def test_random_colors_are_distinct_full_saturation_hues_and_seeded():
+    colors = visualize.random_colors(6, seed=3)
+    assert len(colors) == 6
+    hues = sorted(colorsys.rgb_to_hsv(*c)[0] for c in colors)
+    np.testing.assert_allclose(hues, np.arange(6) / 6, atol=1e-9)
+    for c in colors:
+        assert max(c) == pytest.approx(1.0) and min(c) == pytest.approx(0.0)
+    dim = visualize.random_colors(6, bright=False, seed=3)
+    assert all(max(c) == pytest.approx(0.7) for c in dim)
+    assert visualize.random_colors(6, seed=3) == colors
+    orders = {tuple(visualize.random_colors(6, seed=s)) for s in range(10)}
+    assert len(orders) > 1  # the seed actually shuffles
+    assert visualize.random_colors(0) == []
+
+
+def test_apply_mask_matches_blend_formula():
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 256, (8, 9, 3)).astype(np.uint8)
+    mask = rng.random((8, 9)) > 0.5
+    color = (0.2, 0.5, 1.0)
+    original = image.copy()
+
+    unchanged = visualize.apply_mask(image, mask, color, alpha=0.0)
+    np.testing.assert_array_equal(unchanged, original)
+
+    solid = visualize.apply_mask(image, mask, color, alpha=1.0)
+    np.testing.assert_array_equal(solid[mask], np.tile([51, 128, 255], (mask.sum(), 1)))
+    np.testing.assert_array_equal(solid[~mask], original[~mask])
+
+    half = visualize.apply_mask(image, mask, color, alpha=0.3)
+    expected = original.astype(float)
+    for c in range(3):
+        blend = original[..., c] * 0.7 + 0.3 * color[c] * 255
+        expected[..., c] = np.where(mask, np.rint(blend), original[..., c])
+    np.testing.assert_array_equal(half, expected.astype(np.uint8))
+    np.testing.assert_array_equal(image, original)  # input untouched
+
+    with pytest.raises(ValueError, match="mask shape"):
+        visualize.apply_mask(image, mask[:4], color)
+
+
+# ---------------------------------------------------------------- instances
+
+def test_display_instances_png(tmp_path):
+    image, boxes, masks, class_ids = _scene()
+    path = tmp_path / "instances.png"
+    ax = visualize.display_instances(image, boxes, masks, class_ids, CLASS_NAMES,
+                                     scores=np.array([0.9, 0.75]), figsize=(4, 4),
+                                     save_path=path)
+    _assert_png(path)
+    texts = [t.get_text() for t in ax.texts]
+    assert texts == ["square 0.900", "circle 0.750"]
+    assert plt.get_fignums() == []  # saved figure was closed
+
+
+def test_display_instances_zero_instances_does_not_raise(tmp_path, capsys):
+    image = np.full((H, W, 3), 50, dtype=np.uint8)
+    image[20:40, 20:40] = 200
+    path = tmp_path / "empty.png"
+    visualize.display_instances(image, np.zeros((0, 4)), np.zeros((H, W, 0), bool),
+                                np.zeros((0,), np.int32), CLASS_NAMES, figsize=(3, 3),
+                                save_path=path)
+    assert "No instances" in capsys.readouterr().out
+    _assert_png(path)
+
+
+def test_display_instances_without_save_path_does_not_show_under_agg():
+    image, boxes, masks, class_ids = _scene()
+    ax = visualize.display_instances(image, boxes, masks, class_ids, CLASS_NAMES, figsize=(3, 3))
+    assert plt.fignum_exists(ax.figure.number)  # left open for the caller, not shown
+
+
+def test_display_instances_rejects_mismatched_lengths():
+    image, boxes, masks, class_ids = _scene()
+    with pytest.raises(ValueError, match="instance counts disagree"):
+        visualize.display_instances(image, boxes, masks[..., :1], class_ids, CLASS_NAMES)
+    with pytest.raises(ValueError, match="instance counts disagree"):
+        visualize.display_instances(image, boxes, masks, class_ids[:1], CLASS_NAMES)
+
+
+def test_draw_instances_changes_mask_and_box_pixels_only():
+    image, boxes, masks, class_ids = _scene()
+    out = visualize.draw_instances(image, boxes, masks, class_ids, CLASS_NAMES,
+                                   scores=[0.9, 0.8])
+    assert out.dtype == np.uint8 and out.shape == (H, W, 3)
+    colors = visualize.random_colors(2, seed=0)
+    for i in range(2):
+        m = masks[..., i]
+        assert np.all(np.any(out[m] != image[m], axis=-1))
+        # Interior pixels (away from the outline) are exactly the 50% blend.
+        y1, x1, y2, x2 = boxes[i]
+        interior = np.zeros_like(m)
+        interior[y1 + 2:y2 - 2, x1 + 2:x2 - 2] = True
+        interior &= m
+        expected = np.rint(100 * 0.5 + 0.5 * np.array(colors[i]) * 255)
+        np.testing.assert_array_equal(out[interior], np.tile(expected, (interior.sum(), 1)))
+        # The box's border pixels carry the outline color.
+        np.testing.assert_array_equal(out[y1, x1:x2], np.tile(np.rint(np.array(colors[i]) * 255),
+                                                             (x2 - x1, 1)))
+    covered = masks.any(-1)
+    for y1, x1, y2, x2 in boxes:
+        covered[y1:y2, x1:x2] = True
+    np.testing.assert_array_equal(out[~covered], image[~covered])
+    np.testing.assert_array_equal(image, _scene()[0])  # input untouched
+
+
+def test_draw_instances_accepts_grayscale_and_checks_class_ids():
+    _, boxes, masks, class_ids = _scene()
+    gray = np.full((H, W), 10, dtype=np.uint8)
+    out = visualize.draw_instances(gray, boxes, masks, class_ids, CLASS_NAMES)
+    assert out.shape == (H, W, 3)
+    with pytest.raises(ValueError, match="out of range"):
+        visualize.draw_instances(gray, boxes, masks, np.array([1, 9]), CLASS_NAMES)
+
+
+def test_draw_box_outlines_exclusive_box_in_place():
+    image = np.zeros((10, 10, 3), dtype=np.uint8)
+    result = visualize.draw_box(image, (2, 3, 7, 9), (255, 0, 0))
+    assert result is image
+    expected = np.zeros((10, 10), bool)
+    expected[2:7, 3:9] = True
+    expected[4:5, 5:7] = False  # 2-px outline leaves rows 4, cols 5..6 inside
+    np.testing.assert_array_equal(image[..., 0] == 255, expected)
+    assert not image[..., 1:].any()
+
+
+# ---------------------------------------------------------------- GT vs predictions
+
+def test_mask_overlaps_matches_brute_force():
+    rng = np.random.default_rng(1)
+    m1 = rng.random((12, 12, 3)) > 0.6
+    m2 = rng.random((12, 12, 4)) > 0.6
+    m2[..., 3] = False  # empty mask -> IoU 0, not NaN
+    got = visualize._mask_overlaps(m1, m2)
+    for i in range(3):
+        for j in range(4):
+            union = np.logical_or(m1[..., i], m2[..., j]).sum()
+            inter = np.logical_and(m1[..., i], m2[..., j]).sum()
+            assert got[i, j] == pytest.approx(inter / union if union else 0.0)
+
+
+def test_match_predictions_hand_computed():
+    # Predictions already sorted by score. IoUs chosen so that greedy order matters.
+    overlaps = np.array([[0.8, 0.6, 0.0],    # pred 0 (class 1): best gt 0
+                         [0.7, 0.55, 0.0],   # pred 1 (class 1): gt 0 taken -> gt 1
+                         [0.0, 0.0, 0.9],    # pred 2 (class 3): gt 2 is class 2 -> none
+                         [0.0, 0.0, 0.95]])  # pred 3 (class 2): gt 2
+    gt_ids = np.array([1, 1, 2])
+    pred_ids = np.array([1, 1, 3, 2])
+    gt_match, pred_match = visualize._match_predictions(gt_ids, pred_ids, overlaps,
+                                                        iou_threshold=0.5, score_threshold=0.5)
+    np.testing.assert_array_equal(pred_match, [0, 1, -1, 2])
+    np.testing.assert_array_equal(gt_match, [0, 1, 3])
+    # Matterport's score_threshold acts as a second IoU floor: 0.6 drops the 0.55 match.
+    gt_match, pred_match = visualize._match_predictions(gt_ids, pred_ids, overlaps,
+                                                        iou_threshold=0.5, score_threshold=0.6)
+    np.testing.assert_array_equal(pred_match, [0, -1, -1, 2])
+    np.testing.assert_array_equal(gt_match, [0, -1, 3])
+
+
+def test_match_predictions_agrees_with_metrics_compute_matches():
+    metrics = pytest.importorskip("mrcnn.metrics")
+    rng = np.random.default_rng(5)
+    gt_masks = rng.random((16, 16, 4)) > 0.4
+    # Predictions: the ground truth with ~20% of pixels flipped, plus one random mask.
+    noisy = gt_masks ^ (rng.random(gt_masks.shape) > 0.8)
+    pred_masks = np.concatenate([noisy, rng.random((16, 16, 1)) > 0.5], axis=-1)
+    gt_ids = np.array([1, 2, 1, 3])
+    pred_ids = np.array([1, 2, 2, 3, 1])
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])  # already sorted
+    boxes_gt = np.tile([0, 0, 16, 16], (4, 1))
+    boxes_pred = np.tile([0, 0, 16, 16], (5, 1))
+    ref_gt, ref_pred, ref_overlaps = metrics.compute_matches(
+        boxes_gt, gt_ids, gt_masks, boxes_pred, pred_ids, scores, pred_masks,
+        iou_threshold=0.5, score_threshold=0.5)
+    overlaps = visualize._mask_overlaps(pred_masks, gt_masks)
+    np.testing.assert_allclose(overlaps, ref_overlaps, atol=1e-6)
+    gt_match, pred_match = visualize._match_predictions(gt_ids, pred_ids, overlaps, 0.5, 0.5)
+    assert (pred_match > -1).sum() >= 2 and (pred_match == -1).sum() >= 1  # non-trivial case
+    np.testing.assert_array_equal(gt_match, ref_gt)
+    np.testing.assert_array_equal(pred_match, ref_pred)
+
+
+def test_display_differences_png_and_captions(tmp_path):
+    image, boxes, masks, class_ids = _scene()
+    # Prediction 0 is the square shifted by 2 rows (IoU 18*20/(22*20) = 0.818);
+    # prediction 1 is a wrong-class copy of the disk. Order scrambled on purpose.
+    pred_masks = np.zeros_like(masks)
+    pred_masks[12:32, 8:28, 0] = True
+    pred_masks[..., 1] = masks[..., 1]
+    pred_boxes = np.array([[12, 8, 32, 28], boxes[1]])
+    pred_scores = np.array([0.8, 0.95])
+    path = tmp_path / "diff.png"
+    ax = visualize.display_differences(image, boxes, class_ids, masks,
+                                       pred_boxes, np.array([1, 3]), pred_scores, pred_masks,
+                                       CLASS_NAMES, save_path=path)
+    _assert_png(path)
+    captions = [t.get_text() for t in ax.texts]
+    # GT captions are empty; predictions sorted by score: the disk copy (unmatched,
+    # best IoU 1.0), then the shifted square (matched, IoU 0.82).
+    assert captions == ["", "", "0.95 / 1.00", "0.80 / 0.82"]
+
+
+# ---------------------------------------------------------------- ROIs, anchors, grids
+
+def test_draw_rois_png(tmp_path, capsys):
+    image, boxes, _, _ = _scene()
+    rois = np.array([[8, 6, 32, 30], [30, 30, 60, 60], [0, 0, 10, 10]])
+    refined = np.array([[10, 8, 30, 28], [35, 34, 56, 55], [0, 0, 10, 10]])
+    roi_masks = np.zeros((3, 14, 14), np.float32)
+    roi_masks[0, 2:12, 2:12] = 1.0
+    roi_masks[1, 3:11, 3:11] = 1.0
+    path = tmp_path / "rois.png"
+    visualize.draw_rois(image, rois, refined, roi_masks, np.array([1, 2, 0]), CLASS_NAMES,
+                        limit=2, save_path=path, seed=0)
+    _assert_png(path)
+    out = capsys.readouterr().out
+    assert "Positive ROIs:  2" in out and "Negative ROIs:  1" in out
+
+
+def test_paste_roi_mask_places_resized_mask_in_box():
+    small = np.zeros((4, 4))
+    small[:, :2] = 1.0  # left half of the ROI
+    full = visualize._paste_roi_mask(small, (2, 4, 10, 12), (16, 16))
+    expected = np.zeros((16, 16), bool)
+    expected[2:10, 4:8] = True
+    np.testing.assert_array_equal(full, expected)
+
+
+def test_display_images_png(tmp_path):
+    image, _, masks, _ = _scene()
+    path = tmp_path / "grid.png"
+    visualize.display_images([image, masks[..., 0].astype(np.uint8), image / 255.0],
+                             titles=["rgb", "mask", "float"], cols=3, cmap="Blues_r",
+                             save_path=path)
+    _assert_png(path)
+    with pytest.raises(ValueError, match="titles"):
+        visualize.display_images([image], titles=["a", "b"])
+
+
+def test_display_top_masks_png(tmp_path):
+    image, _, masks, class_ids = _scene()
+    path = tmp_path / "top.png"
+    fig = visualize.display_top_masks(image, masks, class_ids, CLASS_NAMES, limit=3,
+                                      save_path=path)
+    _assert_png(path)
+    # Ranked by mask area: square (400 px) > disk (317 px); the third panel is empty.
+    titles = [a.get_title() for a in fig.axes]
+    assert titles == ["H x W=64x64", "square", "circle", "-"]
+
+
+def test_draw_boxes_png(tmp_path):
+    image, boxes, masks, _ = _scene()
+    anchors = boxes + np.array([-3, -3, 3, 3])
+    path = tmp_path / "boxes.png"
+    ax = visualize.draw_boxes(image, boxes=anchors, refined_boxes=boxes, masks=masks,
+                              captions=["a", "b"], visibilities=[0, 2], title="t",
+                              save_path=path)
+    _assert_png(path)
+    assert [t.get_text() for t in ax.texts] == ["a", "b"]
+    with pytest.raises(ValueError, match="give boxes"):
+        visualize.draw_boxes(image)
+
+
+# ---------------------------------------------------------------- evaluation plots
+
+def test_plot_precision_recall_png(tmp_path):
+    path = tmp_path / "pr.png"
+    fig = visualize.plot_precision_recall(0.75, np.array([1, 1, 0.5, 0.5, 0]),
+                                          np.array([0, 0.5, 0.5, 1, 1]), save_path=path)
+    _assert_png(path)
+    assert fig.axes[0].get_title() == "Precision-Recall Curve. AP@50 = 0.750"
+
+
+def test_plot_overlaps_png_and_labels(tmp_path):
+    overlaps = np.array([[0.9, 0.1], [0.2, 0.7], [0.0, 0.6]])
+    path = tmp_path / "overlaps.png"
+    fig = visualize.plot_overlaps(np.array([1, 2]), np.array([1, 2, 3]),
+                                  np.array([0.9, 0.8, 0.7]), overlaps, CLASS_NAMES,
+                                  save_path=path)
+    _assert_png(path)
+    cell = {t.get_position(): t.get_text() for t in fig.axes[0].texts}
+    assert cell[(0, 0)] == "0.900\nmatch"
+    assert cell[(1, 1)] == "0.700\nmatch"
+    assert cell[(1, 2)] == "0.600\nwrong"
+    assert cell[(1, 0)] == "0.100\n"
+    with pytest.raises(ValueError, match="overlaps shape"):
+        visualize.plot_overlaps([1, 2], [1], [0.5], overlaps, CLASS_NAMES)
+
+
+def test_display_table_text_and_png(tmp_path, capsys):
+    path = tmp_path / "table.png"
+    text = visualize.display_table([["NAME", "VALUE"], ["alpha", 1], ["b", 22.5]],
+                                   save_path=path)
+    assert text.splitlines() == ["NAME   VALUE", "alpha  1", "b      22.5"]
+    assert text in capsys.readouterr().out
+    _assert_png(path, min_side=20)
+
+
+# ---------------------------------------------------------------- weights
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    keras = pytest.importorskip("keras")
+    inputs = keras.Input((6, 6, 1))
+    x = keras.layers.Conv2D(2, 3, name="conv")(inputs)
+    x = keras.layers.Flatten()(x)
+    outputs = keras.layers.Dense(3, name="fc")(x)
+    model = keras.Model(inputs, outputs)
+    conv = model.get_layer("conv")
+    conv.set_weights([np.full((3, 3, 1, 2), 0.25, np.float32), np.zeros(2, np.float32)])
+    fc = model.get_layer("fc")
+    kernel = np.linspace(-1, 1, 32 * 3, dtype=np.float32).reshape(32, 3)
+    kernel[0, 0] = 5000.0
+    fc.set_weights([kernel, np.array([0.1, 0.2, 0.3], np.float32)])
+    return model
+
+
+def test_weight_stats_against_numpy(tiny_model):
+    rows = visualize.weight_stats(tiny_model)
+    values = [w for layer in tiny_model.layers for w in layer.get_weights()]
+    assert len(rows) == len(values) == 4
+    for row, value in zip(rows, values):
+        assert row["shape"] == value.shape
+        assert row["min"] == pytest.approx(value.min())
+        assert row["max"] == pytest.approx(value.max())
+        assert row["std"] == pytest.approx(value.std(), rel=1e-6)
+    flags = {r["name"]: (r["dead"], r["overflow"]) for r in rows}
+    assert flags["conv/kernel"] == (True, False)   # constant kernel
+    assert flags["conv/bias"] == (False, False)    # zero bias is normal
+    assert flags["fc/kernel"] == (False, True)     # 5000 > 1000
+    assert flags["fc/bias"] == (False, False)
+
+
+def test_display_weight_stats_model_and_rows(tmp_path, tiny_model):
+    path = tmp_path / "weights.png"
+    text = visualize.display_weight_stats(tiny_model, save_path=path)
+    _assert_png(path, min_side=20)
+    lines = {l.split()[0]: l for l in text.splitlines()[1:]}
+    assert lines["conv/kernel"].endswith("dead?")
+    assert lines["fc/kernel"].endswith("overflow?")
+    assert "+5000.0000" in lines["fc/kernel"]
+
+    text = visualize.display_weight_stats([("w", (2, 2), -2000.0, 1.0, 3.0),
+                                           {"name": "z", "shape": (3,), "min": 0.0,
+                                            "max": 0.0, "std": 0.0}])
+    body = text.splitlines()[1:]
+    assert body[0].split()[0] == "w" and body[0].endswith("overflow?")
+    assert body[1].endswith("dead?")
+
+
+def test_plot_weight_histograms_png(tmp_path, tiny_model):
+    path = tmp_path / "hist.png"
+    fig = visualize.plot_weight_histograms(tiny_model, save_path=path)
+    _assert_png(path)
+    titles = [a.get_title() for a in fig.axes if a.get_title()]
+    assert titles == ["conv/kernel", "conv/bias", "fc/kernel", "fc/bias"]
