@@ -451,6 +451,37 @@ class MaskRCNN:
         self.set_log_dir(filepath)
         return report
 
+    def load_named_weights(self, weights, verbose=1):
+        """Resolve a `--weights` value and load it; returns the file used.
+
+        weights: "imagenet" (the backbone's ImageNet file; for ResNet-101, Keras'
+        ResNet-101 file mapped onto our names, so the whole backbone starts
+        pretrained), "coco" (Matterport's mask_rcnn_coco.h5; its class-specific
+        layers are skipped unless NUM_CLASSES == 81), "last" (newest checkpoint of
+        this config under model_dir), "none" (keep the random initialisation) or a
+        path. Offline, a missing download raises `weights.WeightsNotAvailable`
+        naming the URL, the file and the folder to put it in.
+        """
+        if weights == "none":
+            return None
+        exclude = None
+        if weights == "imagenet":
+            path = weights_io.get_imagenet_weights(self.config.BACKBONE)
+        elif weights == "coco":
+            path = weights_io.get_coco_weights()
+            if self.config.NUM_CLASSES != 81:
+                exclude = list(weights_io.COCO_CLASS_SPECIFIC_LAYERS)
+        elif weights == "last":
+            path = self.find_last()
+        else:
+            path = weights
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"weights file not found: {os.path.abspath(path)}")
+        report = self.load_weights(path, by_name=True, exclude=exclude)
+        if verbose:
+            print(report.summary())
+        return path
+
     def save_weights(self, filepath):
         weights_io.save_weights(self.keras_model, filepath)
 

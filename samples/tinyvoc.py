@@ -275,30 +275,9 @@ def load_initial_weights(model, weights):
     A weights file that is missing or cannot be fetched raises InputError.
     """
     try:
-        return _load_initial_weights(model, weights)
+        return model.load_named_weights(weights)
     except FileNotFoundError as err:  # includes mrcnn.weights.WeightsNotAvailable
         raise InputError(str(err)) from err
-
-
-def _load_initial_weights(model, weights):
-    from mrcnn import weights as weights_io
-
-    if weights == "none":
-        return None
-    if weights == "imagenet":
-        path = model.get_imagenet_weights()
-        model.load_weights(path, by_name=True)
-    elif weights == "coco":
-        path = weights_io.get_coco_weights()
-        # The class-specific layers have 81 classes in the COCO file.
-        model.load_weights(path, by_name=True, exclude=list(weights_io.COCO_CLASS_SPECIFIC_LAYERS))
-    else:
-        path = model.find_last() if weights == "last" else weights
-        if not os.path.isfile(path):
-            raise FileNotFoundError(f"--weights: no weights file at {path!r}")
-        model.load_weights(path, by_name=True)
-    print(f"Loaded weights from {path}")
-    return path
 
 
 def build_augmentation():
