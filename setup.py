@@ -16,5 +16,5 @@ setup(
     packages=find_packages(include=["mrcnn", "mrcnn.*"]),
     python_requires=">=3.11",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=8.3", "nbclient>=0.10", "nbformat>=5.10", "ipykernel>=6.29"]},
+    extras_require={"test": ["pytest>=9.2", "nbclient>=0.11", "nbformat>=5.11", "ipykernel>=7.4"]},
 )

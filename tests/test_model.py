@@ -171,9 +171,14 @@ def test_detect_returns_matterport_contract_and_round_trips(trained):
     images = [val_set.load_image(i) for i in val_set.image_ids[:3]]
     images.append(np.zeros((100, 140, 3), np.uint8))  # odd size, any count
     results = []
-    for _ in range(2):
+    for source in ("checkpoint file", "trained model in memory"):
         inference = MaskRCNN("inference", InferenceConfig(), model.model_dir)
-        inference.load_weights(checkpoint, by_name=True)
+        if source == "checkpoint file":
+            inference.load_weights(checkpoint, by_name=True)
+        else:
+            for layer in inference.keras_model.layers:
+                if layer.weights:
+                    layer.set_weights(model.keras_model.get_layer(layer.name).get_weights())
         # 24 steps do not make a detector yet: bias the class logits away from
         # background so the detection and mask-pasting paths see instances.
         logits = inference.keras_model.get_layer("mrcnn_class_logits")
@@ -197,3 +202,32 @@ def test_detect_returns_matterport_contract_and_round_trips(trained):
             np.testing.assert_array_equal(a[key], b[key])
     with pytest.raises(RuntimeError, match="inference"):
         model.detect(images)
+
+
+def test_named_weights_coco_skips_class_specific_layers_and_last_errors(trained, tmp_path, monkeypatch):
+    from mrcnn import weights as weights_io
+
+    model, _, _ = trained
+    # Stand-in for mask_rcnn_coco.h5 in the Keras cache: our 4-class weights.
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
+    os.makedirs(tmp_path / "keras" / "models")
+    model.save_weights(str(tmp_path / "keras" / "models" / weights_io.COCO_WEIGHTS_FILE))
+
+    class FiveClasses(ShapesTrainConfig):
+        NUM_CLASSES = 5
+
+    other = MaskRCNN("training", FiveClasses(), str(tmp_path / "logs"))
+    before = other.keras_model.get_layer("mrcnn_class_logits").get_weights()[0].copy()
+    other.load_named_weights("coco", verbose=0)
+    np.testing.assert_array_equal(other.keras_model.get_layer("mrcnn_class_logits").get_weights()[0],
+                                  before)
+    np.testing.assert_array_equal(other.keras_model.get_layer("fpn_p2").get_weights()[0],
+                                  model.keras_model.get_layer("fpn_p2").get_weights()[0])
+    with pytest.raises(FileNotFoundError, match="No checkpoint"):
+        other.load_named_weights("last")
+    with pytest.raises(FileNotFoundError, match="missing.h5"):
+        other.load_named_weights(str(tmp_path / "missing.h5"))
+    # Loading the 4-class file without the exclusion is a clear shape error.
+    with pytest.raises(ValueError, match="mrcnn_class_logits"):
+        other.load_weights(str(tmp_path / "keras" / "models" / weights_io.COCO_WEIGHTS_FILE),
+                           by_name=True)
