@@ -33,6 +33,7 @@ import argparse
 import math
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -191,8 +192,14 @@ def load_subset(dataset_dir, subset, val_fraction=0.1, seed=0):
     dataset = TinyVOCDataset()
     try:
         dataset.load_tinyvoc(dataset_dir, subset, val_fraction=val_fraction, seed=seed)
-    except (FileNotFoundError, ValueError) as err:
+    except FileNotFoundError as err:
         raise InputError(str(err)) from err
+    except ValueError as err:
+        # Say which split: a small held-out split can consist of unusable images only.
+        where = {"train": "training split",
+                 "val": f"validation split (--val-fraction={val_fraction}, --seed={seed})",
+                 "test": "test set"}[subset]
+        raise InputError(f"{where}: {err}") from err
     dataset.prepare()
     return dataset
 
@@ -280,6 +287,24 @@ def load_initial_weights(model, weights):
         raise InputError(str(err)) from err
 
 
+def check_weights(args):
+    """Fails fast on a --weights that names no file, before a model is built (which
+    takes a while): "last" without any checkpoint under --logs, or a missing path.
+
+    Raises InputError naming what was looked for; imagenet/coco are left to the loader
+    (it knows where they are cached and how to fetch them).
+    """
+    if args.weights == "last":
+        from mrcnn import training
+        try:
+            training.find_last(args.logs, TinyVOCConfig.NAME)
+        except FileNotFoundError as err:
+            raise InputError(f"--weights=last: {err}") from err
+    elif args.weights not in WEIGHT_CHOICES and not os.path.isfile(args.weights):
+        raise InputError(f"--weights: no weights file at {os.path.abspath(args.weights)!r} "
+                         f"(use {' | '.join(WEIGHT_CHOICES)} or the path of an .h5 file)")
+
+
 def build_augmentation():
     """Horizontal flip and a 0.8-1.2 zoom, each with probability 0.5 (size-preserving,
     so the masks move with the image)."""
@@ -298,6 +323,7 @@ def cmd_train(args):
     """Heads for --heads-epochs, then all layers for --all-epochs more (at --all-lr)."""
     train = load_subset(args.dataset, "train", args.val_fraction, args.seed)
     val = load_subset(args.dataset, "val", args.val_fraction, args.seed) if args.val_fraction > 0 else None
+    check_weights(args)
     from mrcnn.model import MaskRCNN  # after the data checks: TensorFlow is slow to import
     config = make_config(args, inference=False, train_images=train.num_images,
                          val_images=val.num_images if val is not None else 0)
@@ -322,6 +348,7 @@ def cmd_train(args):
 
 
 def _inference_model(args):
+    check_weights(args)
     from mrcnn.model import MaskRCNN
 
     config = make_config(args, inference=True)
@@ -507,6 +534,11 @@ def _non_negative_int(text):
 
 
 def main(argv=None):
+    # TensorFlow's C++ INFO/WARNING lines (grappler's "Error in PredictCost() for the op:
+    # CropAndResize" comes once per traced graph, a screenful each) would bury the
+    # training and evaluation output; errors still show. TensorFlow reads this when it
+    # is loaded, which the commands do lazily, after this line. A value the user set wins.
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
@@ -516,5 +548,14 @@ def main(argv=None):
         raise SystemExit(2) from None
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None):
+    """Warnings as one line each ("warning: pascal_train.json: skipped 3 ..."): on a
+    command line the source line that raised them is noise."""
+    label = "warning" if category is UserWarning else f"warning ({category.__name__})"
+    print(f"{label}: {message}", file=file or sys.stderr)
+
+
 if __name__ == "__main__":
+    # Only when run as a script: in-process callers (tests, notebooks) keep their own.
+    warnings.showwarning = _show_warning
     main()
