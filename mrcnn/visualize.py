@@ -890,35 +890,6 @@ def _weighted_layers(model):
             yield layer
 
 
-def weight_stats(model):
-    """Per-weight statistics of a keras model (or the ``MaskRCNN`` wrapper).
-
-    ``dead`` marks a weight of rank >= 2 (a kernel) whose values are all equal;
-    1-D weights (biases, batch-norm parameters) start constant by design and
-    are not flagged. ``overflow`` marks ``max |w| > 1000``.
-
-    Returns:
-        list of dicts with keys ``name`` (the variable path), ``layer_type``,
-        ``shape`` (tuple), ``min``, ``max``, ``std`` (floats), ``dead``, ``overflow`` (bools).
-    """
-    rows = []
-    for layer in _weighted_layers(model):
-        layer_type = type(_unwrap(layer)).__name__
-        for var, value in zip(layer.weights, layer.get_weights()):
-            value = np.asarray(value)
-            lo, hi = (float(value.min()), float(value.max())) if value.size else (0.0, 0.0)
-            rows.append({
-                "name": getattr(var, "path", None) or var.name,
-                "layer_type": layer_type,
-                "shape": tuple(value.shape),
-                "min": lo, "max": hi,
-                "std": float(value.std()) if value.size else 0.0,
-                "dead": bool(value.ndim >= 2 and lo == hi),
-                "overflow": bool(max(abs(lo), abs(hi)) > _OVERFLOW_LIMIT),
-            })
-    return rows
-
-
 def _row_from_precomputed(row):
     if isinstance(row, dict):
         d = dict(row)
@@ -939,18 +910,23 @@ def display_weight_stats(rows_or_model, save_path=None):
     """Table of weight name, shape, min, max, std and alerts ("dead?", "overflow?").
 
     Args:
-        rows_or_model: a keras model / ``MaskRCNN`` wrapper (stats computed by
-            ``weight_stats``), or precomputed rows: dicts with keys name, shape,
-            min, max, std (optionally dead, overflow) or 5-sequences in that order.
+        rows_or_model: a keras model / ``MaskRCNN`` wrapper (statistics from
+            ``mrcnn.weights.weight_stats``), its ``WeightStats`` rows, or
+            precomputed rows: dicts with keys name, shape, min, max, std
+            (optionally dead, overflow) or 5-sequences in that order.
         save_path: also render the table to an image there.
 
     Returns:
         The plain-text table (str).
     """
-    if hasattr(rows_or_model, "layers") or hasattr(rows_or_model, "keras_model"):
-        rows = weight_stats(rows_or_model)
-    else:
-        rows = [_row_from_precomputed(r) for r in rows_or_model]
+    from mrcnn import weights as weights_io
+
+    if hasattr(rows_or_model, "keras_model"):  # the MaskRCNN wrapper
+        rows_or_model = rows_or_model.keras_model
+    if hasattr(rows_or_model, "layers"):
+        rows_or_model = weights_io.weight_stats(rows_or_model)
+    rows = [_row_from_stats(r) if isinstance(r, weights_io.WeightStats) else _row_from_precomputed(r)
+            for r in rows_or_model]
     table = [["WEIGHT NAME", "SHAPE", "MIN", "MAX", "STD", "ALERT"]]
     for r in rows:
         alerts = [flag for flag, on in (("dead?", r["dead"]), ("overflow?", r["overflow"])) if on]
@@ -959,6 +935,11 @@ def display_weight_stats(rows_or_model, save_path=None):
                       "{:+9.4f}".format(float(r["min"])), "{:+10.4f}".format(float(r["max"])),
                       "{:+9.4f}".format(float(r["std"])), " ".join(alerts)])
     return display_table(table, save_path=save_path)
+
+
+def _row_from_stats(stats):
+    return {"name": stats.name, "shape": stats.shape, "min": stats.min, "max": stats.max,
+            "std": stats.std, "dead": "dead?" in stats.flags, "overflow": "overflow?" in stats.flags}
 
 
 def plot_weight_histograms(model, save_path=None, bins=50, max_layers=None):
