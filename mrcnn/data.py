@@ -305,8 +305,9 @@ class DataGenerator(keras.utils.PyDataset):
     kwargs: passed to ``keras.utils.PyDataset`` (workers, use_multiprocessing,
         max_queue_size). Skip counts are per process when use_multiprocessing=True.
 
-    ``len(generator)`` is ceil(num_images / BATCH_SIZE); every batch is full (the last
-    one wraps around to the start of the order). ``generator[idx]`` is a dict:
+    steps: batches per epoch (``len(generator)``); default ceil(num_images / BATCH_SIZE),
+        one pass. More steps than one pass take several passes, each in its own order.
+    Every batch is full (the last one wraps around to the start of the order). ``generator[idx]`` is a dict:
         input_image: float32 [B, H, W, C] molded images.
         input_image_meta: float32 [B, 12 + NUM_CLASSES].
         input_rpn_match: int32 [B, A, 1].
@@ -318,8 +319,11 @@ class DataGenerator(keras.utils.PyDataset):
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, *, skip_empty=True,
-                 seed=None, no_augmentation_sources=None, **kwargs):
+                 seed=None, no_augmentation_sources=None, steps=None, **kwargs):
         super().__init__(**kwargs)
+        if steps is not None and steps < 1:
+            raise ValueError(f"DataGenerator: steps must be >= 1, not {steps}")
+        self.steps = steps
         if not hasattr(dataset, "_image_ids"):
             raise ValueError("DataGenerator: call dataset.prepare() first")
         if dataset.num_images == 0:
@@ -346,17 +350,22 @@ class DataGenerator(keras.utils.PyDataset):
         self._order = self._epoch_order()
 
     def __len__(self):
-        return math.ceil(self.dataset.num_images / self.config.BATCH_SIZE)
+        return self.steps or math.ceil(self.dataset.num_images / self.config.BATCH_SIZE)
 
     def on_epoch_end(self):
         self.epoch += 1
         self._order = self._epoch_order()
 
     def _epoch_order(self):
+        # An epoch of `steps` batches may need several passes over the images
+        # (Matterport's epochs are STEPS_PER_EPOCH long whatever the data size):
+        # chain that many permutations so every image comes up equally often.
         image_ids = np.array(self.dataset.image_ids)
+        passes = max(1, math.ceil(len(self) * self.config.BATCH_SIZE / image_ids.size))
         if not self.shuffle:
-            return image_ids
-        return np.random.default_rng([self.seed, self.epoch, 0]).permutation(image_ids)
+            return np.tile(image_ids, passes)
+        return np.concatenate([np.random.default_rng([self.seed, self.epoch, 0, p]).permutation(image_ids)
+                               for p in range(passes)])
 
     def __getitem__(self, idx):
         if not 0 <= idx < len(self):

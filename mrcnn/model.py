@@ -72,6 +72,27 @@ class NormalizeBoxes(keras.layers.Layer):
         return box_ops.norm_boxes(boxes, shape)
 
 
+class PositiveRows(keras.layers.Layer):
+    """`[class_ids [B, T], rois [B, T, 4], masks [B, T, h, w]]` -> the same three cut
+    to their first n rows, n = max over the batch of the positive count (>= 1).
+
+    Relies on `DetectionTargetLayer`'s row order (positives first), so every
+    positive of every image is kept. n is dynamic.
+    """
+
+    def call(self, inputs):
+        class_ids, rois, masks = inputs
+        positives = ops.sum(ops.cast(class_ids > 0, "int32"), axis=1)
+        n = ops.maximum(ops.max(positives), 1)
+        return [rois[:, :n], class_ids[:, :n], masks[:, :n]]
+
+    def compute_output_spec(self, inputs):
+        class_ids, rois, masks = inputs
+        return [keras.KerasTensor((rois.shape[0], None) + tuple(rois.shape[2:]), rois.dtype),
+                keras.KerasTensor((class_ids.shape[0], None), class_ids.dtype),
+                keras.KerasTensor((masks.shape[0], None) + tuple(masks.shape[2:]), masks.dtype)]
+
+
 class TrainingGraph(keras.Model):
     """The training graph plus its loss: the weighted sum of the five Mask R-CNN
     losses and L2 weight decay. Each loss is tracked as its own metric, so the
@@ -97,7 +118,7 @@ class TrainingGraph(keras.Model):
                                                         y_pred["active_class_ids"]),
             "mrcnn_bbox_loss": losses.mrcnn_bbox_loss(y_pred["target_bbox"], y_pred["target_class_ids"],
                                                       y_pred["mrcnn_bbox"]),
-            "mrcnn_mask_loss": losses.mrcnn_mask_loss(y_pred["target_mask"], y_pred["target_class_ids"],
+            "mrcnn_mask_loss": losses.mrcnn_mask_loss(y_pred["target_mask"], y_pred["mask_class_ids"],
                                                       y_pred["mrcnn_mask"]),
         }
 
@@ -204,17 +225,37 @@ class MaskRCNN:
             config.USE_MINI_MASK, config.BBOX_STD_DEV, name="proposal_targets",
         )([rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
         class_logits, class_probs, bbox = self._heads(config, rois, input_image_meta, feature_maps)
-        mrcnn_mask = self._mask(config, rois, input_image_meta, feature_maps)
+        mask_rois, mask_class_ids, target_mask = self._mask_rows(
+            config, rois, target_class_ids, target_mask)
+        mrcnn_mask = self._mask(config, mask_rois, input_image_meta, feature_maps)
         outputs = {
             "rpn_class_logits": rpn_class_logits, "rpn_class": rpn_class, "rpn_bbox": rpn_bbox,
             "rpn_rois": rpn_rois, "rois": rois,
             "target_class_ids": target_class_ids, "target_bbox": target_bbox,
+            "mask_class_ids": mask_class_ids,
             "target_mask": target_mask, "active_class_ids": meta["active_class_ids"],
             "mrcnn_class_logits": class_logits, "mrcnn_class": class_probs,
             "mrcnn_bbox": bbox, "mrcnn_mask": mrcnn_mask,
         }
         return TrainingGraph(inputs=inputs, outputs=outputs, name="mask_rcnn",
                              loss_weights=config.LOSS_WEIGHTS, weight_decay=config.WEIGHT_DECAY)
+
+    @staticmethod
+    def _mask_rows(config, rois, target_class_ids, target_mask):
+        """The training ROIs the mask head must see: `(rois, class_ids, target_mask)`.
+
+        The mask loss only counts positive ROIs, and `DetectionTargetLayer` puts
+        each image's positives first. With frozen BatchNorm (TRAIN_BN False) each
+        ROI's mask is computed independently, so running the mask head on the
+        first n rows only, n = the batch's largest positive count, gives the same
+        loss and gradients while skipping rows that are negative or padding. The
+        mask head (~1 GFLOP per ROI at 14x14) is most of a training step's work,
+        so this saves up to (T - n) / T of it. Trainable BatchNorm would take
+        batch statistics over all T rows, as Matterport does, so then all rows stay.
+        """
+        if config.TRAIN_BN is not False:
+            return rois, target_class_ids, target_mask
+        return PositiveRows(name="mask_rows")([target_class_ids, rois, target_mask])
 
     def _build_inference(self, config, input_image, input_image_meta, feature_maps,
                          rpn_class_logits, rpn_class, rpn_bbox):
@@ -253,8 +294,9 @@ class MaskRCNN:
     def mold_inputs(self, images):
         """Resize, mean-subtract and describe images for the network.
 
-        Returns molded_images [N, H, W, C] float32, image_metas [N, META] and
-        windows [N, (y1, x1, y2, x2)]: the image area inside the padding.
+        Returns molded_images [N, H, W, C] float32 (a list of [H, W, C] arrays
+        when "pad64"/"none" mode gives the images different shapes), image_metas
+        [N, META] and windows [N, (y1, x1, y2, x2)]: the image area inside the padding.
         """
         config = self.config
         molded, metas, windows = [], [], []
@@ -266,8 +308,11 @@ class MaskRCNN:
             metas.append(image_utils.compose_image_meta(
                 0, image.shape, resized.shape, window, scale, np.zeros(config.NUM_CLASSES, np.int32)))
             windows.append(window)
-        return (np.stack(molded).astype("float32"), np.stack(metas).astype("float32"),
-                np.stack(windows))
+        metas = np.stack(metas).astype("float32")
+        windows = np.stack(windows)
+        if len({m.shape for m in molded}) > 1:
+            return [m.astype("float32") for m in molded], metas, windows
+        return np.stack(molded).astype("float32"), metas, windows
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
         """One image's network output -> boxes, class ids, scores and masks in
@@ -320,48 +365,57 @@ class MaskRCNN:
         if verbose:
             print(f"Processing {len(images)} images")
         molded, metas, windows = self.mold_inputs(images)
-        raw = self.detect_molded(molded, metas, verbose=0, _unmold=False)
+        raw = self._run_inference(molded, metas)
         results = []
-        for i, image in enumerate(images):
-            detections, mrcnn_mask = raw[i]
+        for image, molded_image, window, (detections, mrcnn_mask) in zip(images, molded, windows, raw):
             rois, class_ids, scores, masks = self.unmold_detections(
-                detections, mrcnn_mask, image.shape, molded[i].shape, windows[i])
+                detections, mrcnn_mask, image.shape, molded_image.shape, window)
             results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
         return results
 
-    def detect_molded(self, molded_images, image_metas, verbose=0, _unmold=True):
-        """Detect on images already molded by `mold_inputs`.
+    def detect_molded(self, molded_images, image_metas, verbose=0):
+        """Detect on images already molded by `mold_inputs` (Matterport's API).
 
-        Images are run in batches of config.BATCH_SIZE (the last one padded, so
-        the compiled graph is reused); each batch must share one molded shape.
+        Results are in molded-image pixels: rois, class_ids, scores and masks
+        [H, W, N] of the molded image.
         """
         self._check_mode("inference", "detect_molded()")
-        batch = self.config.BATCH_SIZE
-        count = len(molded_images)
-        out = []
-        for start in range(0, count, batch):
-            chunk = molded_images[start:start + batch]
-            metas = image_metas[start:start + batch]
-            real = len(chunk)
-            if real < batch:
-                pad = batch - real
-                chunk = np.concatenate([chunk, np.repeat(chunk[-1:], pad, axis=0)])
-                metas = np.concatenate([metas, np.repeat(metas[-1:], pad, axis=0)])
-            anchors = self.get_anchors(chunk.shape[1:3])
-            anchors = np.broadcast_to(anchors[None], (batch,) + anchors.shape)
-            detections, _, _, mrcnn_mask, _, _, _ = self.keras_model.predict_on_batch(
-                [chunk, metas, np.ascontiguousarray(anchors)])
-            out += [(np.asarray(detections[i]), np.asarray(mrcnn_mask[i])) for i in range(real)]
-        if not _unmold:
-            return out
+        if verbose:
+            print(f"Processing {len(molded_images)} images")
         results = []
-        for (detections, mrcnn_mask), image, meta in zip(out, molded_images, image_metas):
-            parsed = image_utils.parse_image_meta(meta[None])
-            window = parsed["window"][0]
+        for image, (detections, mrcnn_mask) in zip(molded_images,
+                                                   self._run_inference(molded_images, image_metas)):
+            full_window = (0, 0) + tuple(image.shape[:2])
             rois, class_ids, scores, masks = self.unmold_detections(
-                detections, mrcnn_mask, image.shape, image.shape, window)
+                detections, mrcnn_mask, image.shape, image.shape, full_window)
             results.append({"rois": rois, "class_ids": class_ids, "scores": scores, "masks": masks})
         return results
+
+    def _run_inference(self, molded_images, image_metas):
+        """Raw (detections, mrcnn_mask) per image, in input order.
+
+        Images are grouped by molded shape ("pad64"/"none" modes give several) and
+        run in batches of config.BATCH_SIZE; a short last batch is padded with
+        copies so the compiled predict function is reused rather than retraced.
+        """
+        batch = self.config.BATCH_SIZE
+        by_shape = {}
+        for index, image in enumerate(molded_images):
+            by_shape.setdefault(tuple(image.shape), []).append(index)
+        out = [None] * len(molded_images)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), batch):
+                chunk_ids = indices[start:start + batch]
+                padded_ids = chunk_ids + [chunk_ids[-1]] * (batch - len(chunk_ids))
+                chunk = np.stack([molded_images[i] for i in padded_ids])
+                metas = np.stack([image_metas[i] for i in padded_ids])
+                anchors = self.get_anchors(chunk.shape[1:3])
+                anchors = np.ascontiguousarray(np.broadcast_to(anchors[None], (batch,) + anchors.shape))
+                detections, _, _, mrcnn_mask, _, _, _ = self.keras_model.predict_on_batch(
+                    [chunk, metas, anchors])
+                for k, index in enumerate(chunk_ids):
+                    out[index] = (np.asarray(detections[k]), np.asarray(mrcnn_mask[k]))
+        return out
 
     # === Training ===
 
@@ -389,8 +443,10 @@ class MaskRCNN:
         return training.set_trainable(self.keras_model, layer_regex, verbose=verbose)
 
     def compile(self, learning_rate, momentum):
+        # Keras 2's clipnorm (Matterport's) scaled all gradients by their joint
+        # norm; in Keras 3 that is global_clipnorm (clipnorm clips each tensor).
         optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                         clipnorm=self.config.GRADIENT_CLIP_NORM)
+                                         global_clipnorm=self.config.GRADIENT_CLIP_NORM)
         self.keras_model.compile(optimizer=optimizer)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
@@ -413,8 +469,10 @@ class MaskRCNN:
         workers = workers if workers is not None else max(1, min(4, (os.cpu_count() or 1)))
         loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers))
         train_gen = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                  no_augmentation_sources=no_augmentation_sources, **loader)
-        val_gen = (DataGenerator(val_dataset, config, shuffle=True, **loader)
+                                  no_augmentation_sources=no_augmentation_sources,
+                                  steps=config.STEPS_PER_EPOCH, **loader)
+        val_gen = (DataGenerator(val_dataset, config, shuffle=True, steps=config.VALIDATION_STEPS,
+                                 **loader)
                    if val_dataset is not None and config.VALIDATION_STEPS else None)
 
         os.makedirs(self.log_dir, exist_ok=True)
@@ -439,8 +497,13 @@ class MaskRCNN:
 
     # === Weights ===
 
-    def load_weights(self, filepath, by_name=False, exclude=None):
+    def load_weights(self, filepath, by_name=True, exclude=None):
         """Load Keras-2 HDF5 weights (Matterport's files or our checkpoints).
+
+        by_name defaults to True (Matterport: False): Keras 3 orders the weighted
+        layers of the training and inference graphs differently, so pairing layers
+        by position only works between graphs of the same mode. by_name=False keeps
+        Keras 2's positional pairing for files saved from the same graph.
 
         exclude: layer names to leave untouched (implies by_name). Loading one
         of our checkpoints also resumes its run folder and epoch count.

@@ -94,16 +94,19 @@ def parse_checkpoint_path(path):
 def find_last(model_dir, name):
     """Path of the newest checkpoint of the newest run of `name` under `model_dir`.
 
-    Unlike Matterport, a newer run folder without checkpoints (a run killed
-    before its first epoch ended) does not hide older checkpoints.
+    Run folders and files must carry exactly this name (a run of "shapes_bench"
+    is not a run of "shapes"). Unlike Matterport, a newer run folder without
+    checkpoints (a run killed before its first epoch ended) does not hide older
+    checkpoints; half-written temporary files are ignored.
     """
     prefix = name.lower()
+    run_re = re.compile(re.escape(prefix) + r"\d{8}T\d{4}")
+    file_re = re.compile(r"mask_rcnn_" + re.escape(prefix) + r"_\d{4}\.h5")
     runs = sorted(d for d in (os.listdir(model_dir) if os.path.isdir(model_dir) else [])
-                  if d.startswith(prefix) and os.path.isdir(os.path.join(model_dir, d)))
+                  if run_re.fullmatch(d) and os.path.isdir(os.path.join(model_dir, d)))
     for run in reversed(runs):
         folder = os.path.join(model_dir, run)
-        checkpoints = sorted(f for f in os.listdir(folder)
-                             if f.startswith("mask_rcnn") and f.endswith(".h5"))
+        checkpoints = sorted(f for f in os.listdir(folder) if file_re.fullmatch(f))
         if checkpoints:
             return os.path.join(folder, checkpoints[-1])
     raise FileNotFoundError(

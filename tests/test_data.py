@@ -357,6 +357,20 @@ def test_generator_uses_idx_and_wraps_the_last_batch(dataset, config):
         gen[3]
 
 
+def test_generator_epoch_is_steps_long_and_covers_images_evenly(dataset, config):
+    # STEPS_PER_EPOCH longer than one pass (5 images, batch 2): 7 steps = 14 samples,
+    # drawn from three chained permutations, so each image comes up 2 or 3 times.
+    gen = DataGenerator(dataset, config, seed=3, steps=7)
+    assert len(gen) == 7
+    ids = sum((parse_image_meta(gen[i]["input_image_meta"])["image_id"].tolist()
+               for i in range(len(gen))), [])
+    counts = np.bincount(ids, minlength=5)
+    assert counts.sum() == 14 and counts.min() >= 2 and counts.max() <= 3
+    assert sorted(ids[:5]) == [0, 1, 2, 3, 4] and sorted(ids[5:10]) == [0, 1, 2, 3, 4]
+    with pytest.raises(ValueError, match="steps"):
+        DataGenerator(dataset, config, steps=0)
+
+
 def test_generator_shuffles_per_epoch_reproducibly(dataset, config):
     def epoch_ids(gen):
         ids = [parse_image_meta(gen[i]["input_image_meta"])["image_id"].tolist() for i in range(len(gen))]

@@ -99,8 +99,13 @@ def test_checkpoint_path_round_trip_and_find_last(tmp_path):
         training.find_last(str(tmp_path), "shapes")
     os.makedirs(log_dir)
     open(path, "wb").close()
-    # A newer run killed before its first checkpoint must not hide the older one.
+    # A newer run killed before its first checkpoint must not hide the older one,
+    # nor may another config whose name starts the same, or a half-written file.
     os.makedirs(os.path.join(tmp_path, "shapes29991231T2359"))
+    other = os.path.join(tmp_path, "shapes_bench29991231T2359")
+    os.makedirs(other)
+    open(os.path.join(other, "mask_rcnn_shapes_bench_0009.h5"), "wb").close()
+    open(os.path.join(log_dir, ".mask_rcnn_shapes_0008.h5.x1.tmp"), "wb").close()
     assert training.find_last(str(tmp_path), "shapes") == path
 
 
@@ -238,3 +243,51 @@ def test_named_weights_coco_skips_class_specific_layers_and_last_errors(trained,
     with pytest.raises(ValueError, match="mrcnn_class_logits"):
         other.load_weights(str(tmp_path / "keras" / "models" / weights_io.COCO_WEIGHTS_FILE),
                            by_name=True)
+
+
+def _biased_inference_model(trained_model, config):
+    """An inference model with the trained weights whose class head never says
+    background, so a barely trained model still returns instances."""
+    inference = MaskRCNN("inference", config, trained_model.model_dir)
+    inference.load_weights(trained_model.find_last(), by_name=True)
+    logits = inference.keras_model.get_layer("mrcnn_class_logits")
+    kernel, bias = logits.get_weights()
+    bias[0] -= 20.0
+    logits.set_weights([kernel, bias])
+    return inference
+
+
+def test_detect_molded_reports_molded_pixels_consistent_with_detect(trained):
+    model, _, val_set = trained
+    inference = _biased_inference_model(model, ShapesTrainConfig())
+    image = val_set.load_image(val_set.image_ids[0])[:100, :, :]  # 100 x 128: padded on top/bottom
+    original = inference.detect([image])[0]
+    molded, metas, windows = inference.mold_inputs([image])
+    in_molded = inference.detect_molded(molded, metas)[0]
+    assert in_molded["masks"].shape[:2] == molded.shape[1:3]
+    np.testing.assert_array_equal(in_molded["class_ids"], original["class_ids"])
+    # Original pixels -> molded pixels: scale, then shift by the window's corner.
+    from mrcnn.images import parse_image_meta
+    (y1, x1, _, _), scale = windows[0], float(parse_image_meta(metas)["scale"][0])
+    expected = original["rois"] * scale + np.array([y1, x1, y1, x1])
+    assert np.abs(in_molded["rois"] - expected).max() <= 1
+    assert y1 > 0  # the test really exercises a padded window
+
+
+def test_detect_in_pad64_mode_takes_images_of_different_sizes(trained):
+    model, _, _ = trained
+
+    class Pad64(ShapesTrainConfig):
+        IMAGE_RESIZE_MODE = "pad64"
+        IMAGE_MIN_DIM = None
+        IMAGES_PER_GPU = 1
+
+    inference = _biased_inference_model(model, Pad64())
+    rng = np.random.default_rng(0)
+    images = [rng.integers(0, 255, size, dtype=np.uint8) for size in ((100, 140, 3), (70, 60, 3))]
+    molded, _, _ = inference.mold_inputs(images)
+    assert [m.shape for m in molded] == [(128, 192, 3), (128, 64, 3)]
+    for image, r in zip(images, inference.detect(images)):
+        assert r["masks"].shape[:2] == image.shape[:2]
+        assert len(r["class_ids"]) > 0
+        assert np.all(r["rois"][:, 2] <= image.shape[0]) and np.all(r["rois"][:, 3] <= image.shape[1])
