@@ -391,6 +391,15 @@ def cmd_submit(args):
     if len(test.class_map()) != expected:
         raise InputError(f"{os.path.join(args.dataset, TEST_JSON)} has {len(test.class_map())} "
                          f"categories; the tinyvoc model predicts {expected}")
+    # The model's class ids come from the training categories: submitting them with
+    # test.json's ids is only right when both files list the same categories.
+    train_json = os.path.join(args.dataset, TRAIN_JSON)
+    if os.path.isfile(train_json):
+        train_categories = sorted((c["id"], c["name"]) for c in read_coco_json(train_json).dataset["categories"])
+        test_categories = sorted((c["id"], c["name"]) for c in test.coco.dataset["categories"])
+        if train_categories != test_categories:
+            raise InputError(f"{TEST_JSON} and {TRAIN_JSON} in {args.dataset} list different "
+                             "categories; the model's class ids follow the training categories")
     records = [(info["id"], info["path"], info["height"], info["width"]) for info in test.image_info]
     if args.limit:
         records = records[:args.limit]
