@@ -181,3 +181,49 @@ def test_config_round_trip():
 def test_bad_arguments_raise(args):
     with pytest.raises(ValueError, match="DetectionTargetLayer"):
         DetectionTargetLayer(*args)
+
+
+@pytest.mark.parametrize("use_mini_mask", [True, False])
+def test_mask_targets_of_ragged_masks_match_numpy_crop(use_mini_mask):
+    """Irregular masks, so a mask taken from the wrong instance or cropped in the
+    wrong frame (mini masks live in their gt box's frame) shows up."""
+    from mrcnn.boxes import extract_bboxes, norm_boxes
+    from mrcnn.masks import minimize_mask
+
+    rng = np.random.default_rng(0)
+    side, count, rois_per_image, shape = 64, 3, 12, (7, 7)
+    batch = []
+    for _ in range(2):
+        masks = np.zeros((side, side, count), bool)
+        for g in range(count):
+            y, x = rng.integers(2, 40, 2)
+            h, w = rng.integers(10, 22, 2)
+            masks[y:y + h, x:x + w, g] = rng.random((h, w)) > 0.3
+        boxes_px = extract_bboxes(masks)
+        gt = norm_boxes(boxes_px, (side, side)).astype(np.float32)
+        proposals = np.concatenate([gt + rng.normal(0, 0.02, gt.shape), rng.uniform(0, 1, (5, 4))])
+        proposals = np.concatenate([np.minimum(proposals[:, :2], proposals[:, 2:]),
+                                    np.maximum(proposals[:, :2], proposals[:, 2:])], 1)
+        gt_masks = minimize_mask(boxes_px, masks, (14, 14)) if use_mini_mask else masks
+        batch.append((proposals.astype(np.float32), np.array([1, 2, 1], np.int32), gt, gt_masks))
+    layer = DetectionTargetLayer(rois_per_image, 0.5, shape, use_mini_mask, STD, seed=1)
+    rois, class_ids, _, target_masks = (np.asarray(o) for o in layer(
+        [np.stack([item[i] for item in batch]) for i in range(4)]))
+    checked = 0
+    for b, (_, gt_class_ids, gt, gt_masks) in enumerate(batch):
+        for row in np.nonzero(class_ids[b] > 0)[0]:
+            roi = rois[b, row]
+            g = int(np.argmax([ref.iou(roi, box) for box in gt]))
+            if use_mini_mask:
+                gy1, gx1, gy2, gx2 = gt[g]
+                h, w = gy2 - gy1, gx2 - gx1
+                box = [(roi[0] - gy1) / h, (roi[1] - gx1) / w, (roi[2] - gy1) / h, (roi[3] - gx1) / w]
+            else:
+                box = roi
+            image = gt_masks[None, :, :, g:g + 1].astype(np.float32)
+            expected = np.round(ref.crop_and_resize(image, np.array([box]), [0], shape))[0, :, :, 0]
+            assert class_ids[b, row] == gt_class_ids[g]
+            # Rounding at exactly 0.5 may go either way between implementations.
+            assert np.abs(expected - target_masks[b, row]).sum() <= 1
+            checked += 1
+    assert checked >= 6
