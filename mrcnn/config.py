@@ -199,6 +199,8 @@ class Config:
         unknown = set(self.LOSS_WEIGHTS) - set(Config.LOSS_WEIGHTS)
         if unknown:
             fail("LOSS_WEIGHTS", f"unknown loss names {sorted(unknown)}")
+        if self.USE_RPN_ROIS is not True:
+            fail("USE_RPN_ROIS", "training on externally given ROIs is not supported; keep True")
         if self.TRAIN_ROIS_PER_IMAGE > self.POST_NMS_ROIS_TRAINING:
             fail("TRAIN_ROIS_PER_IMAGE", f"cannot exceed POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING})")
 

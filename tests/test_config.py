@@ -57,6 +57,7 @@ def test_display_prints_every_attribute(capsys):
     ("NAME", None),
     ("IMAGES_PER_GPU", 0),
     ("TRAIN_ROIS_PER_IMAGE", 5000),
+    ("USE_RPN_ROIS", False),
 ])
 def test_invalid_settings_name_the_attribute(attr, value):
     bad = type("Bad", (TinyConfig,), {attr: value})
