@@ -1,0 +1,68 @@
+"""Shared by the benchmark workers of both sides (stdlib + numpy only: it runs in
+both virtualenvs).
+
+The equal-work settings of issue 8 live here so both sides read one definition.
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+import numpy as np
+
+IMAGE_SIZE = 512            # both sides see 512x512 inputs
+NUM_CLASSES_INFER = 81      # COCO-sized heads (background + 80) for inference
+NUM_CLASSES_TRAIN = 4       # shapes: background + square, circle, triangle
+RPN_POST_NMS_INFER = 1000   # proposals after NMS at inference
+RPN_POST_NMS_TRAIN = 2000   # ... and in training
+TRAIN_ROIS = 512            # sampled ROIs per image in training
+POSITIVE_FRACTION = 0.25
+DETECTIONS = 100            # forced: score threshold 0 on both sides
+THREADS = 2
+LEARNING_RATE = 0.001
+MOMENTUM = 0.9
+WEIGHT_DECAY = 0.0001
+CLIP_NORM = 5.0
+
+
+def peak_rss_mib():
+    """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
+
+
+def load_data(path):
+    """The orchestrator's npz: VOC test images and shapes training samples.
+
+    Returns (voc_images: list of uint8 [H, W, 3],
+             shapes: list of (image uint8 [S, S, 3], masks bool [S, S, n], class_ids int [n])).
+    """
+    data = np.load(path)
+    voc = [data[f"voc_{i}"] for i in range(int(data["voc_count"]))]
+    shapes = []
+    for i in range(int(data["shapes_count"])):
+        n = int(data["shapes_counts"][i])
+        shapes.append((data["shapes_images"][i], data["shapes_masks"][i][..., :n],
+                       data["shapes_class_ids"][i][:n]))
+    return voc, shapes
+
+
+def timed(fn, runs, warmup):
+    """Call fn(i) warmup + runs times; seconds of the timed calls."""
+    for i in range(warmup):
+        fn(i)
+    times = []
+    for i in range(runs):
+        start = time.perf_counter()
+        fn(warmup + i)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def report(result):
+    """The worker's answer: one JSON line on stdout, tagged for the orchestrator."""
+    result["peak_rss_mib"] = peak_rss_mib()
+    result["env_malloc"] = {k: os.environ[k] for k in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_")
+                            if k in os.environ}
+    sys.stdout.write("RESULT " + json.dumps(result) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,199 @@
+"""One measurement of our Mask R-CNN in a fresh process (peak RSS is per process).
+
+    python benchmarks/worker_ours.py --task infer|train|flops --data DATA.npz [--batch B]
+
+Prints one ``RESULT {json}`` line (see benchmarks/common.py).
+"""
+import argparse
+import os
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import common  # noqa: E402
+
+tf.config.threading.set_intra_op_parallelism_threads(common.THREADS)
+tf.config.threading.set_inter_op_parallelism_threads(common.THREADS)
+
+import keras  # noqa: E402
+
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.data import DataGenerator  # noqa: E402
+from mrcnn.dataset import Dataset  # noqa: E402
+from mrcnn.model import MaskRCNN  # noqa: E402
+
+
+class BenchConfig(Config):
+    NAME = "bench"
+    BACKBONE = "resnet50"
+    IMAGE_MIN_DIM = common.IMAGE_SIZE
+    IMAGE_MAX_DIM = common.IMAGE_SIZE
+    IMAGE_RESIZE_MODE = "square"
+    POST_NMS_ROIS_INFERENCE = common.RPN_POST_NMS_INFER
+    POST_NMS_ROIS_TRAINING = common.RPN_POST_NMS_TRAIN
+    TRAIN_ROIS_PER_IMAGE = common.TRAIN_ROIS
+    ROI_POSITIVE_RATIO = common.POSITIVE_FRACTION
+    DETECTION_MAX_INSTANCES = common.DETECTIONS
+    DETECTION_MIN_CONFIDENCE = 0.0
+    LEARNING_RATE = common.LEARNING_RATE
+    LEARNING_MOMENTUM = common.MOMENTUM
+    WEIGHT_DECAY = common.WEIGHT_DECAY
+    GRADIENT_CLIP_NORM = common.CLIP_NORM
+
+
+class ArrayDataset(Dataset):
+    """The orchestrator's shapes samples as a Dataset."""
+
+    def load(self, samples):
+        for class_id, name in enumerate(("square", "circle", "triangle"), start=1):
+            self.add_class("shapes", class_id, name)
+        for i, (image, masks, class_ids) in enumerate(samples):
+            self.add_image("shapes", image_id=i, path=None, image=image, masks=masks,
+                           class_ids=class_ids)
+
+    def load_image(self, image_id):
+        return self.image_info[image_id]["image"]
+
+    def load_mask(self, image_id):
+        info = self.image_info[image_id]
+        return info["masks"], info["class_ids"].astype(np.int32)
+
+
+def make_config(batch, num_classes):
+    cls = type("Cfg", (BenchConfig,), {"IMAGES_PER_GPU": batch, "NUM_CLASSES": num_classes})
+    return cls()
+
+
+def infer(voc, runs, warmup):
+    config = make_config(1, common.NUM_CLASSES_INFER)
+    model = MaskRCNN("inference", config, "/tmp/mrcnn_bench_logs")
+    counts = []
+
+    def step(i):
+        result = model.detect([voc[i % len(voc)]])[0]
+        counts.append(int(result["class_ids"].shape[0]))
+
+    start = time.perf_counter()
+    step(0)
+    first = time.perf_counter() - start
+    times = common.timed(step, runs, warmup)
+    return {"times": times, "first_call_s": first, "detections": counts[-runs:]}
+
+
+def train(shapes, batch, runs, warmup):
+    config = make_config(batch, common.NUM_CLASSES_TRAIN)
+    dataset = ArrayDataset()
+    dataset.load(shapes)
+    dataset.prepare()
+    model = MaskRCNN("training", config, "/tmp/mrcnn_bench_logs")
+    model.set_trainable(".*", verbose=0)
+    model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
+    generator = DataGenerator(dataset, config, shuffle=False, seed=0)
+    rss_built = common.peak_rss_mib()  # runtime + model, before any step
+    start = time.perf_counter()
+    batches = [generator[i % len(generator)] for i in range(runs + warmup)]
+    load_s = (time.perf_counter() - start) / len(batches)
+    start = time.perf_counter()
+    model.keras_model.train_on_batch(batches[0])
+    first = time.perf_counter() - start
+    losses = []
+
+    def step(i):
+        logs = model.keras_model.train_on_batch(batches[i % len(batches)], return_dict=True)
+        losses.append(float(logs["loss"]))
+
+    times = common.timed(step, runs, warmup)
+    return {"times": times, "first_call_s": first, "data_s_per_batch": load_s,
+            "rss_after_build_mib": rss_built,
+            "losses": losses[-runs:]}
+
+
+def head_flops(model, config):
+    """Analytic FLOPs (2 per multiply-add) of the per-ROI heads at inference.
+
+    The box/class head runs on POST_NMS_ROIS_INFERENCE ROIs, the mask head on
+    DETECTION_MAX_INSTANCES detections; their ROI axis is dynamic inside the
+    graph, so TF's profiler cannot count them.
+    """
+    rois, dets, m = (config.POST_NMS_ROIS_INFERENCE, config.DETECTION_MAX_INSTANCES,
+                     config.MASK_POOL_SIZE)
+    # layer name -> (ROI count, output pixels per ROI at which the kernel is applied)
+    where = {"mrcnn_class_conv1": (rois, 1), "mrcnn_class_conv2": (rois, 1),
+             "mrcnn_class_logits": (rois, 1), "mrcnn_bbox_fc": (rois, 1),
+             "mrcnn_mask_deconv": (dets, m * m), "mrcnn_mask": (dets, 4 * m * m)}
+    where.update({f"mrcnn_mask_conv{i}": (dets, m * m) for i in range(1, 5)})
+    total = 0
+    for name, (count, pixels) in where.items():
+        kernel = model.keras_model.get_layer(name).kernel
+        total += 2 * count * pixels * int(np.prod(kernel.shape))
+    return total
+
+
+def flops():
+    """Float operations of one 512x512 inference.
+
+    Backbone, FPN and RPN from TF's graph profiler (ops with registered FLOP
+    statistics on a graph traced with static input shapes); the per-ROI heads,
+    whose ROI axis the profiler cannot see, analytically (``head_flops``). NMS,
+    top-k and crop-and-resize are not counted (small next to the convolutions).
+    """
+    config = make_config(1, common.NUM_CLASSES_INFER)
+    model = MaskRCNN("inference", config, "/tmp/mrcnn_bench_logs")
+    anchors = model.get_anchors((common.IMAGE_SIZE, common.IMAGE_SIZE))
+    fn = tf.function(lambda a, b, c: model.keras_model([a, b, c], training=False))
+    concrete = fn.get_concrete_function(
+        tf.TensorSpec([1, common.IMAGE_SIZE, common.IMAGE_SIZE, 3], tf.float32),
+        tf.TensorSpec([1, config.IMAGE_META_SIZE], tf.float32),
+        tf.TensorSpec([1, anchors.shape[0], 4], tf.float32))
+    from tensorflow.python.framework import convert_to_constants
+    frozen = convert_to_constants.convert_variables_to_constants_v2(concrete)
+    opts = tf.compat.v1.profiler.ProfileOptionBuilder.float_operation()
+    opts["output"] = "none"
+    prof = tf.compat.v1.profiler.profile(graph=frozen.graph, options=opts)
+    nodes = {child.name: child.total_float_ops for child in prof.children}
+    heads_in_profile = sum(v for k, v in nodes.items() if "mrcnn_" in k)
+    trunk = int(prof.total_float_ops) - heads_in_profile
+    heads = head_flops(model, config)
+    return {"flops": trunk + heads, "trunk_flops_profiler": trunk, "head_flops_analytic": heads,
+            "top_nodes": sorted(nodes.items(), key=lambda kv: -kv[1])[:10]}
+
+
+def matmul(runs, warmup, n=3072):
+    """float32 matmul throughput of this process' 2 threads (FLOP/s)."""
+    a = tf.random.normal((n, n))
+    b = tf.random.normal((n, n))
+    fn = tf.function(lambda x, y: tf.matmul(x, y))
+    times = common.timed(lambda i: fn(a, b).numpy(), runs, warmup)
+    return {"times": times, "flop_per_call": 2.0 * n ** 3}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True, choices=("infer", "train", "flops", "matmul"))
+    parser.add_argument("--data")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    keras.utils.set_random_seed(0)
+    if args.task == "flops":
+        result = flops()
+    elif args.task == "matmul":
+        result = matmul(args.runs, args.warmup)
+    else:
+        voc, shapes = common.load_data(args.data)
+        result = (infer(voc, args.runs, args.warmup) if args.task == "infer"
+                  else train(shapes, args.batch, args.runs, args.warmup))
+    result.update({"side": "ours", "task": args.task, "batch": args.batch})
+    common.report(result)
+
+
+if __name__ == "__main__":
+    main()

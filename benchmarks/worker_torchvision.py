@@ -1,0 +1,158 @@
+"""One measurement of torchvision's maskrcnn_resnet50_fpn in a fresh process.
+
+Runs in .venv-bench (torch, torchvision; no TensorFlow):
+
+    .venv-bench/bin/python benchmarks/worker_torchvision.py --task infer|train|matmul --data DATA.npz
+
+Prints one ``RESULT {json}`` line (see benchmarks/common.py).
+"""
+import argparse
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+import torchvision  # noqa: E402
+from torchvision.models.detection import maskrcnn_resnet50_fpn  # noqa: E402
+from torchvision.ops.misc import FrozenBatchNorm2d  # noqa: E402
+
+import common  # noqa: E402
+
+torch.set_num_threads(common.THREADS)
+torch.set_num_interop_threads(common.THREADS)
+
+
+def freeze_batchnorm(module):
+    """BatchNorm2d -> FrozenBatchNorm2d (our TRAIN_BN=False: running statistics
+    always, no statistics update, no gradient for them)."""
+    for name, child in module.named_children():
+        if isinstance(child, torch.nn.BatchNorm2d):
+            frozen = FrozenBatchNorm2d(child.num_features, eps=child.eps)
+            frozen.weight.copy_(child.weight.detach())
+            frozen.bias.copy_(child.bias.detach())
+            frozen.running_mean.copy_(child.running_mean)
+            frozen.running_var.copy_(child.running_var)
+            setattr(module, name, frozen)
+        else:
+            freeze_batchnorm(child)
+    return module
+
+
+def build(num_classes):
+    """maskrcnn_resnet50_fpn on the equal-work settings of benchmarks/common.py."""
+    model = maskrcnn_resnet50_fpn(
+        weights=None, weights_backbone=None, num_classes=num_classes,
+        min_size=common.IMAGE_SIZE, max_size=common.IMAGE_SIZE,
+        rpn_post_nms_top_n_test=common.RPN_POST_NMS_INFER,
+        rpn_post_nms_top_n_train=common.RPN_POST_NMS_TRAIN,
+        box_batch_size_per_image=common.TRAIN_ROIS,
+        box_positive_fraction=common.POSITIVE_FRACTION,
+        box_detections_per_img=common.DETECTIONS,
+        box_score_thresh=0.0)
+    # weights_backbone=None gives trainable BatchNorm2d; ours (Matterport's
+    # TRAIN_BN=False default) freezes BN, so freeze it here too for equal work.
+    return freeze_batchnorm(model)
+
+
+def square(image):
+    """uint8 [H, W, 3] -> float [3, S, S] in [0, 1]: longest side resized to S
+    (bilinear), zero padding centred, as our square molding does; torchvision's
+    own transform then keeps the size (min_size = max_size = S)."""
+    size = common.IMAGE_SIZE
+    x = torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1).float().div_(255.0)
+    h, w = x.shape[1:]
+    scale = size / max(h, w)
+    nh, nw = round(h * scale), round(w * scale)
+    x = F.interpolate(x[None], size=(nh, nw), mode="bilinear", align_corners=False)[0]
+    top, left = (size - nh) // 2, (size - nw) // 2
+    return F.pad(x, (left, size - nw - left, top, size - nh - top))
+
+
+def infer(voc, runs, warmup):
+    model = build(common.NUM_CLASSES_INFER).eval()
+    counts = []
+
+    def step(i):
+        with torch.inference_mode():
+            out = model([square(voc[i % len(voc)])])[0]
+            masks = (out["masks"][:, 0] > 0.5).numpy()
+        counts.append(int(masks.shape[0]))
+
+    start = time.perf_counter()
+    step(0)
+    first = time.perf_counter() - start
+    times = common.timed(step, runs, warmup)
+    return {"times": times, "first_call_s": first, "detections": counts[-runs:]}
+
+
+def to_target(masks, class_ids):
+    """Our shapes sample -> torchvision's target dict (boxes x1,y1,x2,y2 exclusive)."""
+    boxes = []
+    for k in range(masks.shape[-1]):
+        ys, xs = np.where(masks[..., k])
+        boxes.append([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1])
+    return {"boxes": torch.tensor(boxes, dtype=torch.float32).reshape(-1, 4),
+            "labels": torch.from_numpy(class_ids.astype(np.int64)),
+            "masks": torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).to(torch.uint8)}
+
+
+def train(shapes, batch, runs, warmup):
+    model = build(common.NUM_CLASSES_TRAIN).train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    rss_built = common.peak_rss_mib()  # runtime + model, before any step
+    optimizer = torch.optim.SGD(params, lr=common.LEARNING_RATE, momentum=common.MOMENTUM,
+                                weight_decay=common.WEIGHT_DECAY)
+    samples = [(torch.from_numpy(image).permute(2, 0, 1).float().div_(255.0), to_target(m, c))
+               for image, m, c in shapes]
+    losses = []
+
+    def step(i):
+        chosen = [samples[(i * batch + k) % len(samples)] for k in range(batch)]
+        loss_dict = model([s[0] for s in chosen], [s[1] for s in chosen])
+        loss = sum(loss_dict.values())
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, common.CLIP_NORM)
+        optimizer.step()
+        losses.append(float(loss))
+
+    start = time.perf_counter()
+    step(0)
+    first = time.perf_counter() - start
+    times = common.timed(step, runs, warmup)
+    return {"times": times, "first_call_s": first, "losses": losses[-runs:],
+            "rss_after_build_mib": rss_built}
+
+
+def matmul(runs, warmup, n=3072):
+    a, b = torch.randn(n, n), torch.randn(n, n)
+    times = common.timed(lambda i: torch.mm(a, b), runs, warmup)
+    return {"times": times, "flop_per_call": 2.0 * n ** 3}
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--task", required=True, choices=("infer", "train", "matmul"))
+    parser.add_argument("--data")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    if args.task == "matmul":
+        result = matmul(args.runs, args.warmup)
+    else:
+        voc, shapes = common.load_data(args.data)
+        result = (infer(voc, args.runs, args.warmup) if args.task == "infer"
+                  else train(shapes, args.batch, args.runs, args.warmup))
+    result.update({"side": "torchvision", "task": args.task, "batch": args.batch,
+                   "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__}})
+    common.report(result)
+
+
+if __name__ == "__main__":
+    main()
