@@ -432,8 +432,8 @@ class MaskRCNN:
         else:
             self.epoch = 0
             self.log_dir = training.new_log_dir(self.model_dir, self.config.NAME)
-        self.checkpoint_path = training.checkpoint_path(self.log_dir, self.config.NAME, 0).replace(
-            "0000.h5", "*epoch*.h5")
+        # Matterport's attribute: the checkpoint pattern of this run.
+        self.checkpoint_path = os.path.join(self.log_dir, f"mask_rcnn_{self.config.NAME.lower()}_*epoch*.h5")
 
     def find_last(self):
         """Path of the newest checkpoint of this config's NAME under model_dir."""
