@@ -50,6 +50,9 @@ class Config:
     RPN_ANCHOR_RATIOS = [0.5, 1, 2]
     # 1 places anchors at every feature-map cell, 2 at every other cell, ...
     RPN_ANCHOR_STRIDE = 1
+    # Width of the RPN's shared 3x3 conv. 512 is Matterport's (its weight files need
+    # it); torchvision and Detectron2 use the FPN width, 256, for half the RPN's work.
+    RPN_CONV_CHANNELS = 512
 
     # Raise to get more proposals during training.
     RPN_NMS_THRESHOLD = 0.7
@@ -128,6 +131,17 @@ class Config:
     # statistics noisy); True trains them; None follows the training flag.
     TRAIN_BN = False
 
+    # Normalisation in the ResNet backbone. "batch": BatchNorm as above, as in
+    # Matterport and its weight files. "group": GroupNorm with BACKBONE_NORM_GROUPS
+    # groups, for training from scratch on a few images per batch: trained
+    # BatchNorm then normalises each batch by its own images' statistics, and the
+    # moving averages it uses at inference no longer fit (He et al., "Rethinking
+    # ImageNet Pre-training", 2018). GroupNorm layers keep the BatchNorm names but
+    # have no moving statistics, so BatchNorm weight files do not load into them.
+    # The heads keep BatchNorm (TRAIN_BN).
+    BACKBONE_NORM = "batch"
+    BACKBONE_NORM_GROUPS = 32
+
     # Gradient norm clipping.
     GRADIENT_CLIP_NORM = 5.0
 
@@ -162,7 +176,7 @@ class Config:
                      "POST_NMS_ROIS_TRAINING", "POST_NMS_ROIS_INFERENCE", "PRE_NMS_LIMIT",
                      "TRAIN_ROIS_PER_IMAGE", "MAX_GT_INSTANCES", "DETECTION_MAX_INSTANCES",
                      "RPN_TRAIN_ANCHORS_PER_IMAGE", "POOL_SIZE", "MASK_POOL_SIZE",
-                     "IMAGE_CHANNEL_COUNT", "RPN_ANCHOR_STRIDE"):
+                     "IMAGE_CHANNEL_COUNT", "RPN_ANCHOR_STRIDE", "RPN_CONV_CHANNELS"):
             value = getattr(self, attr)
             if not isinstance(value, (int, np.integer)) or value < 1:
                 fail(attr, "must be a positive integer")
@@ -170,6 +184,12 @@ class Config:
             fail("VALIDATION_STEPS", "must be >= 0")
         if self.BACKBONE not in ("resnet50", "resnet101"):
             fail("BACKBONE", 'must be "resnet50" or "resnet101"')
+        if self.BACKBONE_NORM not in ("batch", "group"):
+            fail("BACKBONE_NORM", 'must be "batch" or "group"')
+        groups = self.BACKBONE_NORM_GROUPS
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or 64 % groups:
+            fail("BACKBONE_NORM_GROUPS", "must be a positive integer dividing 64 "
+                 "(the narrowest backbone layer)")
         if self.IMAGE_RESIZE_MODE not in ("none", "square", "pad64", "crop"):
             fail("IMAGE_RESIZE_MODE", 'must be one of "none", "square", "pad64", "crop"')
         # Six stride-2 stages (P6 included) must divide the input evenly.

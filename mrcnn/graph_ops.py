@@ -15,6 +15,7 @@ __all__ = [
     "non_max_suppression_padded",
     "per_class_non_max_suppression",
     "crop_and_resize",
+    "read_after",
 ]
 
 
@@ -133,3 +134,15 @@ def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
         tf.cast(image, tf.float32), tf.cast(boxes, tf.float32),
         tf.cast(box_indices, tf.int32), [int(s) for s in crop_size],
         method=method, extrapolation_value=extrapolation_value)
+
+
+def read_after(variable, dependency):
+    """The value of ``variable``, read only once ``dependency`` has been computed.
+
+    Graph executors run an op as soon as its inputs exist; a product of a weight
+    alone would run at the very start of a training step and its result would wait
+    there, taking memory, until the weight's gradient is done. Reading the weight
+    after the gradient keeps such products short-lived (see ``SGDWithL2``).
+    """
+    with tf.control_dependencies([dependency]):
+        return tf.identity(variable)

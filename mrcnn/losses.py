@@ -204,3 +204,12 @@ def _size(weight):
     for dim in weight.shape:
         size *= int(dim)
     return size
+
+
+def l2_weight_decay_factor(weight, weight_decay):
+    """``c`` such that the gradient of ``l2_weight_decay`` w.r.t. ``weight`` is ``c * weight``
+    (``2 * weight_decay / size(weight)``), or None for BatchNorm ``gamma``/``beta``
+    (not regularised)."""
+    if _is_bn_scale_or_offset(weight):
+        return None
+    return 2.0 * weight_decay / float(_size(weight))

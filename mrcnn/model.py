@@ -96,7 +96,9 @@ class PositiveRows(keras.layers.Layer):
 class TrainingGraph(keras.Model):
     """The training graph plus its loss: the weighted sum of the five Mask R-CNN
     losses and L2 weight decay. Each loss is tracked as its own metric, so the
-    progress bar, the CSV log and TensorBoard show all five."""
+    progress bar, the CSV log and TensorBoard show all five. The L2 term is in the
+    reported loss, but its gradient comes from the optimizer, so compile with
+    ``training.SGDWithL2(l2=weight_decay, ...)`` (``MaskRCNN.compile`` does)."""
 
     def __init__(self, *args, loss_weights=None, weight_decay=0.0, **kwargs):
         super().__init__(*args, **kwargs)
@@ -129,7 +131,9 @@ class TrainingGraph(keras.Model):
             self.loss_trackers[name].update_state(value)
             total = total + self.loss_weights_by_name.get(name, 1.0) * value
         if self.weight_decay:
-            total = total + losses.l2_weight_decay(self.trainable_weights, self.weight_decay)
+            # Reported only: its gradient is added by the optimizer (training.SGDWithL2).
+            total = total + ops.stop_gradient(
+                losses.l2_weight_decay(self.trainable_weights, self.weight_decay))
         return total
 
 
@@ -165,7 +169,8 @@ class MaskRCNN:
         input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
 
         _, C2, C3, C4, C5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
-                                         train_bn=config.TRAIN_BN)
+                                         train_bn=config.TRAIN_BN, norm=config.BACKBONE_NORM,
+                                         groups=config.BACKBONE_NORM_GROUPS)
         P2, P3, P4, P5, P6 = fpn_graph(C2, C3, C4, C5, config.TOP_DOWN_PYRAMID_SIZE)
         mrcnn_feature_maps = [P2, P3, P4, P5]
         rpn_class_logits, rpn_class, rpn_bbox = self._rpn(config, [P2, P3, P4, P5, P6])
@@ -180,7 +185,7 @@ class MaskRCNN:
     def _rpn(self, config, rpn_feature_maps):
         """The shared RPN over every pyramid level, concatenated over levels."""
         rpn = build_rpn_model(config.RPN_ANCHOR_STRIDE, len(config.RPN_ANCHOR_RATIOS),
-                              config.TOP_DOWN_PYRAMID_SIZE)
+                              config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS)
         per_level = [rpn(p) for p in rpn_feature_maps]
         names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
         return [keras.layers.Concatenate(axis=1, name=name)([level[i] for level in per_level])
@@ -226,7 +231,7 @@ class MaskRCNN:
         )([rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
         class_logits, class_probs, bbox = self._heads(config, rois, input_image_meta, feature_maps)
         mask_rois, mask_class_ids, target_mask = self._mask_rows(
-            config, rois, target_class_ids, target_mask)
+            rois, target_class_ids, target_mask)
         mrcnn_mask = self._mask(config, mask_rois, input_image_meta, feature_maps)
         outputs = {
             "rpn_class_logits": rpn_class_logits, "rpn_class": rpn_class, "rpn_bbox": rpn_bbox,
@@ -241,20 +246,20 @@ class MaskRCNN:
                              loss_weights=config.LOSS_WEIGHTS, weight_decay=config.WEIGHT_DECAY)
 
     @staticmethod
-    def _mask_rows(config, rois, target_class_ids, target_mask):
+    def _mask_rows(rois, target_class_ids, target_mask):
         """The training ROIs the mask head must see: `(rois, class_ids, target_mask)`.
 
         The mask loss only counts positive ROIs, and `DetectionTargetLayer` puts
-        each image's positives first. With frozen BatchNorm (TRAIN_BN False) each
-        ROI's mask is computed independently, so running the mask head on the
-        first n rows only, n = the batch's largest positive count, gives the same
-        loss and gradients while skipping rows that are negative or padding. The
-        mask head (~1 GFLOP per ROI at 14x14) is most of a training step's work,
-        so this saves up to (T - n) / T of it. Trainable BatchNorm would take
-        batch statistics over all T rows, as Matterport does, so then all rows stay.
+        each image's positives first, so the mask head runs on the first n rows
+        only, n = the batch's largest positive count. The mask head (~1 GFLOP per
+        ROI at 14x14) is most of a training step's work, so this saves up to
+        (T - n) / T of it. With frozen BatchNorm (the default) each ROI's mask is
+        computed independently and loss and gradients are unchanged. With
+        trainable BatchNorm the mask head's batch statistics come from these rows
+        (mostly positives) instead of all T rows with negatives and zero padding,
+        as in Matterport: at inference the mask head only sees detected objects,
+        so these statistics are the closer match.
         """
-        if config.TRAIN_BN is not False:
-            return rois, target_class_ids, target_mask
         return PositiveRows(name="mask_rows")([target_class_ids, rois, target_mask])
 
     def _build_inference(self, config, input_image, input_image_meta, feature_maps,
@@ -445,8 +450,9 @@ class MaskRCNN:
     def compile(self, learning_rate, momentum):
         # Keras 2's clipnorm (Matterport's) scaled all gradients by their joint
         # norm; in Keras 3 that is global_clipnorm (clipnorm clips each tensor).
-        optimizer = keras.optimizers.SGD(learning_rate=learning_rate, momentum=momentum,
-                                         global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+        optimizer = training.SGDWithL2(l2=self.config.WEIGHT_DECAY, learning_rate=learning_rate,
+                                       momentum=momentum,
+                                       global_clipnorm=self.config.GRADIENT_CLIP_NORM)
         self.keras_model.compile(optimizer=optimizer)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,

@@ -218,6 +218,36 @@ def test_trainable_bn_updates_only_in_training():
     assert not np.allclose(bn.moving_mean.numpy(), start)
 
 
+def np_group_norm(x, gamma, beta, groups, epsilon):
+    n, h, w, c = x.shape
+    g = x.reshape(n, h, w, groups, c // groups).astype(np.float64)
+    mean = g.mean(axis=(1, 2, 4), keepdims=True)
+    var = g.var(axis=(1, 2, 4), keepdims=True)
+    return ((g - mean) / np.sqrt(var + epsilon)).reshape(x.shape) * gamma + beta
+
+
+def test_group_norm_backbone_matches_numpy_and_ignores_the_batch():
+    image = keras.Input((None, None, 3))
+    model = keras.Model(image, resnet_graph(image, "resnet50", stage5=False, norm="group")[1])
+    conv1, norm1 = model.get_layer("conv1"), model.get_layer("bn_conv1")
+    # Same layer names as the BatchNorm backbone; only scale and offset, no statistics.
+    assert isinstance(norm1, keras.layers.GroupNormalization)
+    assert [w.name for w in norm1.weights] == ["gamma", "beta"]
+    assert not any(isinstance(layer, BatchNorm) for layer in model.layers)
+    rng = np.random.default_rng(6)
+    norm1.set_weights([rng.normal(size=64), rng.normal(size=64)])
+    probe = keras.Model(model.input, [conv1.output, norm1.output, model.output])
+    x = rng.normal(size=(2, 32, 32, 3)).astype("float32")
+    conv_out, norm_out, c2 = (np.asarray(t) for t in probe(x, training=True))
+    ref = np_group_norm(conv_out, *norm1.get_weights(), groups=32, epsilon=norm1.epsilon)
+    np.testing.assert_allclose(norm_out, ref, rtol=1e-4, atol=1e-4)
+    # Each image is normalised on its own: training and inference agree, and an
+    # image's features do not depend on the other images of the batch.
+    alone = np.asarray(probe(x[:1], training=True)[2])
+    np.testing.assert_allclose(alone[0], c2[0], rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(probe(x, training=False)[2]), c2, rtol=1e-4, atol=1e-4)
+
+
 def test_fpn_matches_numpy():
     rng = np.random.default_rng(5)
     channels, sizes = (3, 4, 5, 6), (8, 4, 2, 1)
@@ -250,5 +280,9 @@ def test_bad_arguments():
         resnet_graph(image, "resnet152")
     with pytest.raises(ValueError, match="train_bn"):
         resnet_graph(image, "resnet50", train_bn="yes")
+    with pytest.raises(ValueError, match="norm"):
+        resnet_graph(image, "resnet50", norm="layer")
+    with pytest.raises(ValueError, match="groups"):
+        resnet_graph(image, "resnet50", norm="group", groups=5)
     with pytest.raises(ValueError, match="C5"):
         fpn_graph(image, image, image, None)

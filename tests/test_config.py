@@ -58,6 +58,9 @@ def test_display_prints_every_attribute(capsys):
     ("IMAGES_PER_GPU", 0),
     ("TRAIN_ROIS_PER_IMAGE", 5000),
     ("USE_RPN_ROIS", False),
+    ("BACKBONE_NORM", "layer"),
+    ("BACKBONE_NORM_GROUPS", 5),
+    ("RPN_CONV_CHANNELS", 0),
 ])
 def test_invalid_settings_name_the_attribute(attr, value):
     bad = type("Bad", (TinyConfig,), {attr: value})

@@ -64,6 +64,17 @@ def test_rpn_model_dynamic_size_and_stride():
                                                   (1, cells * 3, 4)]
     with pytest.raises(ValueError, match="anchors_per_location"):
         build_rpn_model(1, 0, 256)
+    with pytest.raises(ValueError, match="conv_channels"):
+        build_rpn_model(1, 3, 256, conv_channels=0)
+
+
+def test_rpn_conv_width():
+    """512 wide by default (Matterport's weight files); narrower on request."""
+    assert tuple(build_rpn_model(1, 3, 8).get_layer("rpn_conv_shared").kernel.shape) == (3, 3, 8, 512)
+    narrow = build_rpn_model(1, 3, 8, conv_channels=8)
+    assert tuple(narrow.get_layer("rpn_conv_shared").kernel.shape) == (3, 3, 8, 8)
+    assert tuple(narrow.get_layer("rpn_class_raw").kernel.shape) == (1, 1, 8, 6)
+    assert tuple(narrow.get_layer("rpn_bbox_pred").kernel.shape) == (1, 1, 8, 12)
 
 
 def _classifier_model(n_rois, ps=3, channels=4, num_classes=3, fc=8, train_bn=False):

@@ -234,3 +234,48 @@ def test_l2_weight_decay_gradient():
         loss = losses.l2_weight_decay(layer.trainable_weights, 0.5)
     grad = tape.gradient(loss, layer.kernel.value)
     np.testing.assert_allclose(np.asarray(grad), 2 * 0.5 * layer.kernel.numpy() / 6, rtol=1e-6)
+
+
+@pytest.mark.parametrize("graph", [False, True])
+def test_sgd_with_l2_equals_differentiating_the_regulariser(graph):
+    """SGDWithL2's update == SGD on (loss + l2_weight_decay), clipping included."""
+    from mrcnn.training import SGDWithL2
+
+    def build():
+        keras.utils.set_random_seed(7)
+        inputs = keras.Input((3,))
+        x = keras.layers.Dense(4, name="fc")(inputs)
+        x = keras.layers.BatchNormalization(name="bn")(x)
+        return keras.Model(inputs, keras.layers.Dense(2, name="out")(x))
+
+    rng = np.random.default_rng(8)
+    x = rng.normal(size=(5, 3)).astype("float32")
+    decay, lr, clip = 0.05, 0.1, 0.5
+
+    def data_loss(model):
+        return keras.ops.sum(keras.ops.square(model(x, training=False)))
+
+    # Reference: gradient of the full loss, global-norm clipping and the SGD step in numpy.
+    ref = build()
+    with tf.GradientTape() as tape:
+        loss = data_loss(ref) + losses.l2_weight_decay(ref.trainable_weights, decay)
+    grads = [np.asarray(g) for g in tape.gradient(loss, ref.trainable_weights)]
+    norm = np.sqrt(sum(np.sum(g * g) for g in grads))
+    assert norm > clip  # the clip is active
+    expected = [np.asarray(w.numpy()) - lr * g * clip / norm
+                for w, g in zip(ref.trainable_weights, grads)]
+
+    model = build()
+    optimizer = SGDWithL2(l2=decay, learning_rate=lr, momentum=0.9, global_clipnorm=clip)
+
+    def step():
+        with tf.GradientTape() as tape:
+            loss = data_loss(model)
+        optimizer.apply_gradients(zip(tape.gradient(loss, model.trainable_weights),
+                                      model.trainable_weights))
+    (tf.function(step) if graph else step)()
+    for w, e in zip(model.trainable_weights, expected):
+        np.testing.assert_allclose(w.numpy(), e, rtol=1e-5, atol=1e-6, err_msg=w.path)
+    assert SGDWithL2.from_config(optimizer.get_config()).l2 == decay
+    with pytest.raises(ValueError, match="l2"):
+        SGDWithL2(l2=-1.0)

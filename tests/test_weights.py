@@ -237,6 +237,27 @@ def test_missing_weight_is_a_clear_error(tmp_path, small_model):
     assert "model shape (4,)" in message and "file shape absent" in message
 
 
+def test_batchnorm_file_does_not_load_into_group_norm(tmp_path):
+    """A BACKBONE_NORM="group" model has no moving statistics to put BN files in."""
+    from mrcnn.layers.backbone import resnet_graph
+
+    def stem(norm):
+        image = keras.Input((None, None, 3), name="input_image")
+        return keras.Model(image, resnet_graph(image, "resnet50", stage5=False, norm=norm)[0])
+
+    bn_model = stem("batch")
+    path = tmp_path / "bn.h5"
+    write_keras2_file(path, bn_model, distinct_values(bn_model))
+    gn_model = stem("group")
+    before = model_values(gn_model)
+    with pytest.raises(ValueError) as info:
+        W.load_weights(gn_model, path)
+    message = str(info.value)
+    assert str(path) in message and "'bn_conv1'" in message and "moving_mean" in message
+    for name, value in model_values(gn_model).items():  # nothing assigned
+        np.testing.assert_array_equal(value, before[name])
+
+
 def test_layers_on_one_side_only_are_reported(tmp_path, small_model):
     path = tmp_path / "partial.h5"
     write_keras2_file(path, small_model, distinct_values(small_model),

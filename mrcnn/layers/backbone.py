@@ -53,18 +53,18 @@ def _check_train_bn(train_bn):
     return train_bn is False
 
 
-def _conv_bn(x, filters, kernel_size, conv_name, bn_name, frozen, strides=1,
+def _conv_bn(x, filters, kernel_size, conv_name, bn_name, norm, strides=1,
              padding="valid", relu=True):
     """Conv2D (with bias, as Matterport) -> BatchNorm -> optional ReLU."""
     x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
                       use_bias=True, name=conv_name)(x)
-    x = BatchNorm(frozen=frozen, name=bn_name)(x)
+    x = norm(bn_name)(x)
     if relu:
         x = layers.Activation("relu")(x)
     return x
 
 
-def _bottleneck(x, kernel_size, filters, stage, block, frozen, strides=None):
+def _bottleneck(x, kernel_size, filters, stage, block, norm, strides=None):
     """Matterport's ``conv_block`` (when ``strides`` is given) or ``identity_block``.
 
     The stride sits on the first 1x1 conv (Caffe-style ResNet) and on the shortcut
@@ -73,27 +73,40 @@ def _bottleneck(x, kernel_size, filters, stage, block, frozen, strides=None):
     f1, f2, f3 = filters
     conv = f"res{stage}{block}_branch"
     bn = f"bn{stage}{block}_branch"
-    y = _conv_bn(x, f1, 1, conv + "2a", bn + "2a", frozen, strides=strides or 1)
-    y = _conv_bn(y, f2, kernel_size, conv + "2b", bn + "2b", frozen, padding="same")
-    y = _conv_bn(y, f3, 1, conv + "2c", bn + "2c", frozen, relu=False)
+    y = _conv_bn(x, f1, 1, conv + "2a", bn + "2a", norm, strides=strides or 1)
+    y = _conv_bn(y, f2, kernel_size, conv + "2b", bn + "2b", norm, padding="same")
+    y = _conv_bn(y, f3, 1, conv + "2c", bn + "2c", norm, relu=False)
     if strides is None:
         shortcut = x
     else:
-        shortcut = _conv_bn(x, f3, 1, conv + "1", bn + "1", frozen, strides=strides,
+        shortcut = _conv_bn(x, f3, 1, conv + "1", bn + "1", norm, strides=strides,
                             relu=False)
     y = layers.Add()([y, shortcut])
     return layers.Activation("relu", name=f"res{stage}{block}_out")(y)
 
 
-def _stage(x, stage, filters, identity_blocks, frozen, strides):
+def _stage(x, stage, filters, identity_blocks, norm, strides):
     """One conv block ``a`` followed by identity blocks ``b``, ``c``, ..."""
-    x = _bottleneck(x, 3, filters, stage, "a", frozen, strides=strides)
+    x = _bottleneck(x, 3, filters, stage, "a", norm, strides=strides)
     for i in range(identity_blocks):
-        x = _bottleneck(x, 3, filters, stage, chr(98 + i), frozen)
+        x = _bottleneck(x, 3, filters, stage, chr(98 + i), norm)
     return x
 
 
-def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
+def _norm_layer(train_bn, norm, groups):
+    """A factory ``name -> normalisation layer`` for the backbone (see ``resnet_graph``)."""
+    if norm == "batch":
+        frozen = _check_train_bn(train_bn)
+        return lambda name: BatchNorm(frozen=frozen, name=name)
+    if norm == "group":
+        if not isinstance(groups, int) or groups < 1 or 64 % groups:
+            raise ValueError(f"backbone: groups must divide 64 (the narrowest layer), got {groups!r}")
+        return lambda name: layers.GroupNormalization(groups=groups, epsilon=1e-3, name=name)
+    raise ValueError(f'backbone: norm must be "batch" or "group", got {norm!r}')
+
+
+def resnet_graph(input_image, architecture, stage5=True, train_bn=False, norm="batch",
+                 groups=32):
     """Matterport's ResNet-50/101 graph.
 
     Args:
@@ -102,7 +115,11 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
         stage5: build stage 5 (otherwise ``C5`` is None).
         train_bn: False freezes every BatchNorm (inference mode, moving statistics
             never updated); True or None let BN follow the model call's
-            ``training`` flag.
+            ``training`` flag. Ignored for GroupNorm.
+        norm: ``"batch"`` (Matterport's BatchNorm, as in the published weights) or
+            ``"group"`` (GroupNorm, same layer names, scale and offset only: no
+            statistics that depend on the other images of the batch).
+        groups: GroupNorm's group count (divides 64).
 
     Returns:
         ``[C1, C2, C3, C4, C5]`` with strides 4, 4, 8, 16, 32 and 64, 256, 512,
@@ -113,15 +130,15 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False):
             f"resnet_graph: architecture must be one of {sorted(_ARCHITECTURES)}, "
             f"got {architecture!r}"
         )
-    frozen = _check_train_bn(train_bn)
+    norm = _norm_layer(train_bn, norm, groups)
     x = layers.ZeroPadding2D((3, 3))(input_image)
-    x = _conv_bn(x, 64, 7, "conv1", "bn_conv1", frozen, strides=2)
+    x = _conv_bn(x, 64, 7, "conv1", "bn_conv1", norm, strides=2)
     c1 = x = layers.MaxPooling2D((3, 3), strides=(2, 2), padding="same")(x)
-    c2 = x = _stage(x, 2, [64, 64, 256], 2, frozen, strides=1)
-    c3 = x = _stage(x, 3, [128, 128, 512], 3, frozen, strides=2)
-    c4 = x = _stage(x, 4, [256, 256, 1024], _ARCHITECTURES[architecture], frozen,
+    c2 = x = _stage(x, 2, [64, 64, 256], 2, norm, strides=1)
+    c3 = x = _stage(x, 3, [128, 128, 512], 3, norm, strides=2)
+    c4 = x = _stage(x, 4, [256, 256, 1024], _ARCHITECTURES[architecture], norm,
                     strides=2)
-    c5 = _stage(x, 5, [512, 512, 2048], 2, frozen, strides=2) if stage5 else None
+    c5 = _stage(x, 5, [512, 512, 2048], 2, norm, strides=2) if stage5 else None
     return [c1, c2, c3, c4, c5]
 
 

@@ -43,13 +43,15 @@ class SplitRoiDim(layers.Layer):
         return tuple(ref_shape[:2]) + tuple(x_shape[1:])
 
 
-def build_rpn_model(anchor_stride, anchors_per_location, depth):
+def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=512):
     """Region Proposal Network shared by all pyramid levels (Matterport's ``rpn_model``).
 
     Args:
         anchor_stride: stride of ``rpn_conv_shared`` (``RPN_ANCHOR_STRIDE``).
         anchors_per_location: anchors per feature-map cell ``A`` (number of ratios).
         depth: channels of the input feature map (``TOP_DOWN_PYRAMID_SIZE``).
+        conv_channels: width of ``rpn_conv_shared`` (``RPN_CONV_CHANNELS``; 512 in
+            Matterport and its weight files).
 
     Returns:
         ``keras.Model`` named ``"rpn_model"`` mapping ``[B, H, W, depth]`` to
@@ -58,11 +60,12 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth):
         anchors in row-major cell order, then ratio (for ``anchor_stride=1``).
     """
     for name, value in (("anchor_stride", anchor_stride),
-                        ("anchors_per_location", anchors_per_location), ("depth", depth)):
+                        ("anchors_per_location", anchors_per_location), ("depth", depth),
+                        ("conv_channels", conv_channels)):
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"build_rpn_model: {name} must be a positive int, got {value!r}")
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(512, (3, 3), padding="same", activation="relu",
+    shared = layers.Conv2D(conv_channels, (3, 3), padding="same", activation="relu",
                            strides=anchor_stride, name="rpn_conv_shared")(feature_map)
     x = layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid",
                       name="rpn_class_raw")(shared)
