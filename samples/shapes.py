@@ -55,6 +55,9 @@ class ShapesConfig(Config):
 
     # The lighter backbone, for CPU training.
     BACKBONE = "resnet50"
+    # Training from random init (no weight file) needs BACKBONE_NORM = "group" and
+    # TRAIN_BN = True (see benchmarks/train_shapes.py); the BatchNorm defaults suit
+    # starting from ImageNet or COCO weights.
 
 
 class ShapesDataset(Dataset):

@@ -31,7 +31,7 @@ import numpy as np
 from PIL import Image
 from pycocotools import mask as mask_utils
 
-__all__ = ["VOC_CLASSES", "SHAPE_CATEGORIES", "write_synthetic_tinyvoc"]
+__all__ = ["VOC_CLASSES", "SHAPE_CATEGORIES", "write_synthetic_tinyvoc", "add_synth_arguments"]
 
 VOC_CLASSES = (
     "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
@@ -284,14 +284,28 @@ def _unknown_category_annotation(template, ann_id):
     return ann
 
 
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Write a synthetic tinyvoc-format folder.")
+def _count(minimum):
+    def parse(text):
+        value = int(text)
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
+        return value
+    return parse
+
+
+def add_synth_arguments(parser):
+    """The options of the synthetic writer, shared with ``tinyvoc.py synth``."""
     parser.add_argument("folder")
-    parser.add_argument("--train", type=int, default=12, help="training images (default 12)")
-    parser.add_argument("--test", type=int, default=4, help="test images (default 4)")
+    parser.add_argument("--train", type=_count(1), default=12, help="training images (default 12)")
+    parser.add_argument("--test", type=_count(0), default=4, help="test images (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--no-defects", action="store_true",
                         help="leave out the grayscale/corrupt/invalid items")
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Write a synthetic tinyvoc-format folder.")
+    add_synth_arguments(parser)
     args = parser.parse_args(argv)
     info = write_synthetic_tinyvoc(args.folder, n_train=args.train, n_test=args.test,
                                    seed=args.seed, with_defects=not args.no_defects)

@@ -44,6 +44,7 @@ if ROOT_DIR not in sys.path:
 
 from mrcnn.coco import CocoDataset, read_coco_json  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
+from samples.synthetic_tinyvoc import add_synth_arguments  # noqa: E402
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 SOURCE = "tinyvoc"
@@ -519,12 +520,7 @@ def build_parser():
     synth = commands.add_parser("synth", help="write a synthetic tinyvoc-format folder",
                                 description="write a synthetic tinyvoc-format folder")
     synth.set_defaults(func=cmd_synth)
-    synth.add_argument("folder")
-    synth.add_argument("--train", type=_positive_int, default=12, help="training images (default 12)")
-    synth.add_argument("--test", type=_non_negative_int, default=4, help="test images (default 4)")
-    synth.add_argument("--seed", type=int, default=0)
-    synth.add_argument("--no-defects", action="store_true",
-                       help="leave out the grayscale/corrupt/invalid items")
+    add_synth_arguments(synth)
     return parser
 
 
