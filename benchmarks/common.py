@@ -19,6 +19,7 @@ RPN_POST_NMS_TRAIN = 2000   # ... and in training
 TRAIN_ROIS = 512            # sampled ROIs per image in training
 POSITIVE_FRACTION = 0.25
 DETECTIONS = 100            # forced: score threshold 0 on both sides
+RPN_CONV_CHANNELS = 256     # torchvision's RPN conv width (ours defaults to Matterport's 512)
 THREADS = 2
 LEARNING_RATE = 0.001
 MOMENTUM = 0.9

@@ -3,8 +3,9 @@ report mask mAP@0.5 on held-out images (issue 4's benchmark).
 
     .venv/bin/python benchmarks/train_shapes.py --minutes 30
 
-ResNet-50 from random initialisation (no pretrained file is available offline),
-128x128 images, all layers trained with SGD. The budget covers building the
+ResNet-50 from random initialisation (no pretrained file is available offline)
+with GroupNorm in the backbone (BACKBONE_NORM="group") and trained BatchNorm in
+the heads, 128x128 images, all layers trained with SGD. The budget covers building the
 graph and training (the clock starts before the model is built); evaluation is
 timed separately. Prints a table and writes JSON (default
 benchmarks/train_shapes_results.json).
@@ -93,15 +94,23 @@ def main():
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__),
                                                        "train_shapes_results.json"))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--train-bn", action="store_true",
-                        help="train BatchNorm (TRAIN_BN=True). From random init the frozen-BN "
-                             "default keeps identity statistics in every BN layer; see RESULTS.md")
+    parser.add_argument("--norm", choices=("group", "batch"), default="group",
+                        help="BACKBONE_NORM (default group: GroupNorm, the from-scratch recipe; "
+                             "batch: BatchNorm, see RESULTS.md for what it does from scratch)")
+    parser.add_argument("--frozen-bn", action="store_true",
+                        help="keep BatchNorm frozen (Config default TRAIN_BN=False) instead of "
+                             "training it. From random init that leaves identity statistics in "
+                             "every BN layer and the network collapses (RESULTS.md)")
+    parser.add_argument("--min-confidence", type=float, nargs="+", default=[0.7, 0.05],
+                        help="DETECTION_MIN_CONFIDENCE values to evaluate at (0.7: Config "
+                             "default; 0.05: the usual evaluation threshold of torchvision "
+                             "and Detectron2)")
     args = parser.parse_args()
 
     start = time.time()
     keras.utils.set_random_seed(args.seed)
-    if args.train_bn:
-        TrainConfig.TRAIN_BN = True  # EvalConfig inherits it
+    TrainConfig.TRAIN_BN = not args.frozen_bn  # EvalConfig inherits these
+    TrainConfig.BACKBONE_NORM = args.norm
     config = TrainConfig()
     size = int(config.IMAGE_SHAPE[0])
     train_set = ShapesDataset()
@@ -113,24 +122,35 @@ def main():
 
     model = MaskRCNN("training", config, args.model_dir)
     budget = Budget(start, 60.0 * args.minutes, args.drop_at, args.lr)
-    model.train(train_set, None, learning_rate=args.lr, epochs=10_000, layers="all",
+    history = model.train(train_set, None, learning_rate=args.lr, epochs=10_000, layers="all",
                 custom_callbacks=[budget], verbose=2)
     train_s = time.time() - start
 
-    inference = MaskRCNN("inference", EvalConfig(), args.model_dir)
-    for layer in inference.keras_model.layers:
-        if layer.weights:
-            layer.set_weights(model.keras_model.get_layer(layer.name).get_weights())
-    eval_start = time.time()
-    m_ap, aps, detect_s = evaluate(inference, held_out, EvalConfig())
-    eval_s = time.time() - eval_start
+    by_confidence = {}
+    for confidence in args.min_confidence:
+        eval_config = EvalConfig()
+        eval_config.DETECTION_MIN_CONFIDENCE = confidence
+        inference = MaskRCNN("inference", eval_config, args.model_dir)
+        for layer in inference.keras_model.layers:
+            if layer.weights:
+                layer.set_weights(model.keras_model.get_layer(layer.name).get_weights())
+        eval_start = time.time()
+        m_ap, aps, detect_s = evaluate(inference, held_out, eval_config)
+        by_confidence[confidence] = {"mAP@0.5": m_ap, "per_image_ap": aps,
+                                     "eval_wall_s": time.time() - eval_start,
+                                     "detect_s_per_image_median": detect_s}
+    first = by_confidence[args.min_confidence[0]]
+    m_ap, aps, detect_s, eval_s = (first["mAP@0.5"], first["per_image_ap"],
+                                   first["detect_s_per_image_median"], first["eval_wall_s"])
 
     result = {
         "mAP@0.5": m_ap, "held_out_images": len(aps), "train_images": args.train_images,
         "train_wall_s": train_s, "train_steps": budget.steps, "images_per_step": config.BATCH_SIZE,
-        "budget_minutes": args.minutes, "train_bn": config.TRAIN_BN, "learning_rate": args.lr, "lr_drop_at": args.drop_at,
+        "budget_minutes": args.minutes, "train_bn": config.TRAIN_BN, "backbone_norm": config.BACKBONE_NORM, "learning_rate": args.lr, "lr_drop_at": args.drop_at,
         "eval_wall_s": eval_s, "detect_s_per_image_median": detect_s,
         "per_image_ap": aps, "load_average_end": os.getloadavg()[0],
+        "by_min_confidence": {str(k): v for k, v in by_confidence.items()},
+        "epoch_mean_loss": [float(v) for v in history.history.get("loss", [])],
         "config": {k: (v.tolist() if isinstance(v, np.ndarray) else v)
                    for k, v in config.to_dict().items() if isinstance(v, (int, float, str, list, tuple, np.ndarray))},
     }
@@ -141,6 +161,8 @@ def main():
                 "eval_wall_s", "detect_s_per_image_median"):
         value = result[key]
         print(f"| {key} | {value:.3f} |" if isinstance(value, float) else f"| {key} | {value} |")
+    for confidence, figures in by_confidence.items():
+        print(f"| mAP@0.5 at DETECTION_MIN_CONFIDENCE={confidence} | {figures['mAP@0.5']:.3f} |")
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ class BenchConfig(Config):
     TRAIN_ROIS_PER_IMAGE = common.TRAIN_ROIS
     ROI_POSITIVE_RATIO = common.POSITIVE_FRACTION
     DETECTION_MAX_INSTANCES = common.DETECTIONS
+    RPN_CONV_CHANNELS = common.RPN_CONV_CHANNELS
     DETECTION_MIN_CONFIDENCE = 0.0
     LEARNING_RATE = common.LEARNING_RATE
     LEARNING_MOMENTUM = common.MOMENTUM
@@ -64,6 +65,13 @@ class ArrayDataset(Dataset):
     def load_mask(self, image_id):
         info = self.image_info[image_id]
         return info["masks"], info["class_ids"].astype(np.int32)
+
+
+# Every weighted layer except BatchNorm (bn_conv1, bn2a_branch2a, ..., mrcnn_mask_bn4):
+# torchvision's FrozenBatchNorm2d has no trainable scale/offset, so ours must not
+# train them either for equal work. (`layers="all"` trains them, as Matterport did;
+# keeping them fixed also saves memory: BN's scale gradient needs every conv output.)
+ALL_BUT_BATCHNORM = r"(?!.*bn).*"
 
 
 def make_config(batch, num_classes):
@@ -93,7 +101,7 @@ def train(shapes, batch, runs, warmup):
     dataset.load(shapes)
     dataset.prepare()
     model = MaskRCNN("training", config, "/tmp/mrcnn_bench_logs")
-    model.set_trainable(".*", verbose=0)
+    model.set_trainable(ALL_BUT_BATCHNORM, verbose=0)
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
     generator = DataGenerator(dataset, config, shuffle=False, seed=0)
     rss_built = common.peak_rss_mib()  # runtime + model, before any step
