@@ -228,6 +228,40 @@ def backbone_of_weights(path):
     return None
 
 
+def norm_of_weights(path):
+    """"batch" or "group" (BACKBONE_NORM) from bn_conv1 of a Keras-2 .h5 file, else None.
+
+    BatchNorm stores moving statistics, GroupNorm only gamma and beta.
+    """
+    try:
+        import h5py
+        with h5py.File(path, "r") as f:
+            root = f["model_weights"] if "model_weights" in f else f
+            if "bn_conv1" not in root:
+                return None
+            names = [n.decode() if isinstance(n, bytes) else str(n)
+                     for n in root["bn_conv1"].attrs.get("weight_names", [])]
+    except (OSError, ImportError, KeyError):
+        return None
+    if not names:
+        return None
+    return "batch" if any("moving_mean" in n for n in names) else "group"
+
+
+def _weights_file(args):
+    """The .h5 file --weights names (last or a path), or None (imagenet, coco, none)."""
+    path = args.weights
+    if path == "last":
+        from mrcnn import training
+        try:
+            path = training.find_last(args.logs, TinyVOCConfig.NAME)
+        except FileNotFoundError:
+            return None
+    if path not in WEIGHT_CHOICES and os.path.isfile(path):
+        return path
+    return None
+
+
 def choose_backbone(args):
     """The backbone for --backbone (auto: ResNet-101 for coco weights or a ResNet-101
     checkpoint, else ResNet-50)."""
@@ -235,16 +269,17 @@ def choose_backbone(args):
         return args.backbone
     if args.weights == "coco":
         return "resnet101"
-    path = args.weights
-    if path == "last":
-        from mrcnn import training
-        try:
-            path = training.find_last(args.logs, TinyVOCConfig.NAME)
-        except FileNotFoundError:
-            return TinyVOCConfig.BACKBONE
-    if path not in WEIGHT_CHOICES and os.path.isfile(path):
-        return backbone_of_weights(path) or TinyVOCConfig.BACKBONE
-    return TinyVOCConfig.BACKBONE
+    path = _weights_file(args)
+    return (backbone_of_weights(path) if path else None) or TinyVOCConfig.BACKBONE
+
+
+def choose_norm(args):
+    """BACKBONE_NORM for --backbone-norm (auto: the checkpoint's, else BatchNorm, which the
+    ImageNet and COCO files need; pass group to train from scratch with --weights none)."""
+    if args.backbone_norm != "auto":
+        return args.backbone_norm
+    path = _weights_file(args)
+    return (norm_of_weights(path) if path else None) or "batch"
 
 
 def make_config(args, inference, train_images=None, val_images=None):
@@ -254,7 +289,7 @@ def make_config(args, inference, train_images=None, val_images=None):
     VALIDATION_STEPS become one pass over each unless --steps / --val-steps are given.
     """
     base = TinyVOCInferenceConfig if inference else TinyVOCConfig
-    overrides = {"BACKBONE": choose_backbone(args)}
+    overrides = {"BACKBONE": choose_backbone(args), "BACKBONE_NORM": choose_norm(args)}
     if getattr(args, "image_size", None):
         overrides.update(IMAGE_MIN_DIM=args.image_size, IMAGE_MAX_DIM=args.image_size)
     if getattr(args, "min_confidence", None) is not None:
@@ -470,6 +505,10 @@ def build_parser():
         p.add_argument("--backbone", default="auto", choices=("auto", "resnet50", "resnet101"),
                        help="auto: resnet101 for --weights=coco or a ResNet-101 checkpoint, "
                             "else resnet50")
+        p.add_argument("--backbone-norm", default="auto", choices=("auto", "batch", "group"),
+                       help="auto: the checkpoint's, else batch (BatchNorm, needed by the "
+                            "imagenet and coco files); group: GroupNorm, to train from "
+                            "scratch with --weights none (see benchmarks/RESULTS.md)")
         p.add_argument("--image-size", type=_positive_int, default=None, metavar="PX",
                        help="square input size, a multiple of 64 (default 512)")
         return p

@@ -185,3 +185,22 @@ def test_augmentation_moves_masks_with_the_image():
         # The mask still covers the (moved) bright square, up to interpolation at its border.
         overlap = np.logical_and(bright, out["masks"][0] > 0).sum() / max(bright.sum(), 1)
         assert overlap > 0.7
+
+
+def test_backbone_norm_is_read_from_checkpoint(tmp_path):
+    for weight_names, expected in ((["bn_conv1/gamma:0", "bn_conv1/beta:0",
+                                     "bn_conv1/moving_mean:0", "bn_conv1/moving_variance:0"], "batch"),
+                                   (["bn_conv1/gamma:0", "bn_conv1/beta:0"], "group")):
+        path = tmp_path / f"{expected}.h5"
+        with h5py.File(path, "w") as f:
+            f.create_group("bn_conv1").attrs["weight_names"] = [n.encode() for n in weight_names]
+        assert tinyvoc.norm_of_weights(str(path)) == expected
+        args = tinyvoc.build_parser().parse_args(["submit", "--dataset", "d", "--weights", str(path)])
+        assert tinyvoc.make_config(args, inference=True).BACKBONE_NORM == expected
+    parser = tinyvoc.build_parser()
+    for argv, expected in ((["--weights", "none"], "batch"), (["--weights", "coco"], "batch"),
+                           (["--weights", "none", "--backbone-norm", "group"], "group")):
+        args = parser.parse_args(["train", "--dataset", "d"] + argv)
+        assert tinyvoc.choose_norm(args) == expected
+    (tmp_path / "empty.h5").write_bytes(b"")
+    assert tinyvoc.norm_of_weights(str(tmp_path / "empty.h5")) is None
