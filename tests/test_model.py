@@ -142,8 +142,10 @@ def test_training_lowers_the_loss_and_logs_each_loss(trained):
     model, history, _ = trained
     losses = history["loss"]
     assert all(np.isfinite(losses))
-    # 24 SGD steps from random init: the total loss at least halves (measured: ~0.35x).
-    assert losses[-1] < 0.6 * losses[0], losses
+    # 24 SGD steps from random init. TF's threaded kernels make the curve differ from run
+    # to run: last/first epoch mean measured 0.35-0.65 over 8 runs (2026-11-23), so the
+    # margin is 0.8: a clear drop that this noise does not reach.
+    assert losses[-1] < 0.8 * losses[0], losses
     for name in ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
                  "mrcnn_mask_loss"):
         assert name in history and "val_" + name in history
