@@ -3,6 +3,7 @@ both virtualenvs).
 
 The equal-work settings of issue 8 live here so both sides read one definition.
 """
+import argparse
 import json
 import os
 import resource
@@ -67,3 +68,14 @@ def report(result):
                             if k in os.environ}
     sys.stdout.write("RESULT " + json.dumps(result) + "\n")
     sys.stdout.flush()
+
+
+def worker_arguments(description, tasks):
+    """The command line both workers take: --task, --data, --batch, --runs, --warmup."""
+    parser = argparse.ArgumentParser(description=description)
+    parser.add_argument("--task", required=True, choices=tasks)
+    parser.add_argument("--data")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--warmup", type=int, default=2)
+    return parser.parse_args()

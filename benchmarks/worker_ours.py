@@ -4,7 +4,6 @@
 
 Prints one ``RESULT {json}`` line (see benchmarks/common.py).
 """
-import argparse
 import os
 import sys
 import time
@@ -183,13 +182,7 @@ def matmul(runs, warmup, n=3072):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True, choices=("infer", "train", "flops", "matmul"))
-    parser.add_argument("--data")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    args = parser.parse_args()
+    args = common.worker_arguments(__doc__, ("infer", "train", "flops", "matmul"))
     keras.utils.set_random_seed(0)
     if args.task == "flops":
         result = flops()

@@ -6,7 +6,6 @@ Runs in .venv-bench (torch, torchvision; no TensorFlow):
 
 Prints one ``RESULT {json}`` line (see benchmarks/common.py).
 """
-import argparse
 import os
 import sys
 import time
@@ -135,13 +134,7 @@ def matmul(runs, warmup, n=3072):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--task", required=True, choices=("infer", "train", "matmul"))
-    parser.add_argument("--data")
-    parser.add_argument("--batch", type=int, default=1)
-    parser.add_argument("--runs", type=int, default=5)
-    parser.add_argument("--warmup", type=int, default=2)
-    args = parser.parse_args()
+    args = common.worker_arguments(__doc__, ("infer", "train", "matmul"))
     torch.manual_seed(0)
     if args.task == "matmul":
         result = matmul(args.runs, args.warmup)

@@ -78,6 +78,15 @@ class PositiveRows(keras.layers.Layer):
 
     Relies on `DetectionTargetLayer`'s row order (positives first), so every
     positive of every image is kept. n is dynamic.
+
+    Why: the mask loss only counts positive ROIs, and the mask head (~1 GFLOP per
+    ROI at 14x14) is most of a training step's work, so running it on these rows
+    saves up to (T - n) / T of it. With frozen BatchNorm (the default) each ROI's
+    mask is computed independently and loss and gradients are unchanged. With
+    trainable BatchNorm the mask head's batch statistics come from these rows
+    (mostly positives) instead of all T rows with negatives and zero padding, as in
+    Matterport: at inference the mask head only sees detected objects, so these
+    statistics are the closer match.
     """
 
     def call(self, inputs):
@@ -230,8 +239,8 @@ class MaskRCNN:
             config.USE_MINI_MASK, config.BBOX_STD_DEV, name="proposal_targets",
         )([rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
         class_logits, class_probs, bbox = self._heads(config, rois, input_image_meta, feature_maps)
-        mask_rois, mask_class_ids, target_mask = self._mask_rows(
-            rois, target_class_ids, target_mask)
+        mask_rois, mask_class_ids, target_mask = PositiveRows(name="mask_rows")(
+            [target_class_ids, rois, target_mask])
         mrcnn_mask = self._mask(config, mask_rois, input_image_meta, feature_maps)
         outputs = {
             "rpn_class_logits": rpn_class_logits, "rpn_class": rpn_class, "rpn_bbox": rpn_bbox,
@@ -244,23 +253,6 @@ class MaskRCNN:
         }
         return TrainingGraph(inputs=inputs, outputs=outputs, name="mask_rcnn",
                              loss_weights=config.LOSS_WEIGHTS, weight_decay=config.WEIGHT_DECAY)
-
-    @staticmethod
-    def _mask_rows(rois, target_class_ids, target_mask):
-        """The training ROIs the mask head must see: `(rois, class_ids, target_mask)`.
-
-        The mask loss only counts positive ROIs, and `DetectionTargetLayer` puts
-        each image's positives first, so the mask head runs on the first n rows
-        only, n = the batch's largest positive count. The mask head (~1 GFLOP per
-        ROI at 14x14) is most of a training step's work, so this saves up to
-        (T - n) / T of it. With frozen BatchNorm (the default) each ROI's mask is
-        computed independently and loss and gradients are unchanged. With
-        trainable BatchNorm the mask head's batch statistics come from these rows
-        (mostly positives) instead of all T rows with negatives and zero padding,
-        as in Matterport: at inference the mask head only sees detected objects,
-        so these statistics are the closer match.
-        """
-        return PositiveRows(name="mask_rows")([target_class_ids, rois, target_mask])
 
     def _build_inference(self, config, input_image, input_image_meta, feature_maps,
                          rpn_class_logits, rpn_class, rpn_bbox):
