@@ -15,6 +15,10 @@ attribute, at construction rather than deep inside graph building.
 
 import numpy as np
 
+# The five Mask R-CNN losses, as named in the training log and in LOSS_WEIGHTS.
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
+              "mrcnn_mask_loss")
+
 
 class Config:
     # Name of the configuration; used to name log directories and checkpoints.
@@ -116,13 +120,7 @@ class Config:
     WEIGHT_DECAY = 0.0001
 
     # Relative weight of each loss term in the total.
-    LOSS_WEIGHTS = {
-        "rpn_class_loss": 1.0,
-        "rpn_bbox_loss": 1.0,
-        "mrcnn_class_loss": 1.0,
-        "mrcnn_bbox_loss": 1.0,
-        "mrcnn_mask_loss": 1.0,
-    }
+    LOSS_WEIGHTS = dict.fromkeys(LOSS_NAMES, 1.0)
 
     # Train the heads on the RPN's proposals (True) or on externally given ROIs.
     USE_RPN_ROIS = True
@@ -216,7 +214,7 @@ class Config:
             fail("MASK_SHAPE", f"must be twice MASK_POOL_SIZE ({self.MASK_POOL_SIZE}): the mask head upsamples once")
         if len(self.RPN_BBOX_STD_DEV) != 4 or len(self.BBOX_STD_DEV) != 4:
             fail("BBOX_STD_DEV", "RPN_BBOX_STD_DEV and BBOX_STD_DEV need 4 values")
-        unknown = set(self.LOSS_WEIGHTS) - set(Config.LOSS_WEIGHTS)
+        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
         if unknown:
             fail("LOSS_WEIGHTS", f"unknown loss names {sorted(unknown)}")
         if self.USE_RPN_ROIS is not True:

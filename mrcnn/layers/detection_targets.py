@@ -5,7 +5,7 @@ from keras import ops
 from mrcnn import graph_ops
 from mrcnn.layers import box_ops
 
-__all__ = ["DetectionTargetLayer"]
+__all__ = ["DetectionTargetLayer", "PositiveRows"]
 
 # Matterport's thresholds (not Config attributes there either).
 POSITIVE_IOU = 0.5
@@ -194,3 +194,35 @@ class DetectionTargetLayer(keras.layers.Layer):
             "seed": self.seed,
         })
         return config
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PositiveRows(keras.layers.Layer):
+    """`[class_ids [B, T], rois [B, T, 4], masks [B, T, h, w]]` -> `[rois, class_ids,
+    masks]` cut to their first n rows, n = max over the batch of the positive count
+    (>= 1).
+
+    Relies on `DetectionTargetLayer`'s row order (positives first), so every
+    positive of every image is kept. n is dynamic.
+
+    Why: the mask loss only counts positive ROIs, and the mask head (~1 GFLOP per
+    ROI at 14x14) is most of a training step's work, so running it on these rows
+    saves up to (T - n) / T of it. With frozen BatchNorm (the default) each ROI's
+    mask is computed independently and loss and gradients are unchanged. With
+    trainable BatchNorm the mask head's batch statistics come from these rows
+    (mostly positives) instead of all T rows with negatives and zero padding, as in
+    Matterport: at inference the mask head only sees detected objects, so these
+    statistics are the closer match.
+    """
+
+    def call(self, inputs):
+        class_ids, rois, masks = inputs
+        positives = ops.sum(ops.cast(class_ids > 0, "int32"), axis=1)
+        n = ops.maximum(ops.max(positives), 1)
+        return [rois[:, :n], class_ids[:, :n], masks[:, :n]]
+
+    def compute_output_spec(self, inputs):
+        class_ids, rois, masks = inputs
+        return [keras.KerasTensor((rois.shape[0], None) + tuple(rois.shape[2:]), rois.dtype),
+                keras.KerasTensor((class_ids.shape[0], None), class_ids.dtype),
+                keras.KerasTensor((masks.shape[0], None) + tuple(masks.shape[2:]), masks.dtype)]
