@@ -16,10 +16,10 @@ from collections import namedtuple
 import keras
 import numpy as np
 
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
-from mrcnn.images import compose_image_meta, mold_image, resize_image
+from mrcnn.images import compose_image_meta, mold_image
 from mrcnn.masks import minimize_mask, resize_mask
+from mrcnn.network_io import anchors_for_shape, resize_for_config
 
 __all__ = [
     "load_image_gt",
@@ -77,9 +77,7 @@ def load_image_gt(dataset, config, image_id, augmentation=None, *, use_mini_mask
     mask, class_ids = dataset.load_mask(image_id)
     image, mask, class_ids = _checked_sample(dataset, config, image_id, image, mask, class_ids)
     original_shape = image.shape
-    image, window, scale, padding, crop = resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+    image, window, scale, padding, crop = resize_for_config(image, config, rng=rng)
     if mask.shape[-1]:
         mask = resize_mask(mask, scale, padding, crop)
     else:
@@ -339,10 +337,7 @@ class DataGenerator(keras.utils.PyDataset):
         self.no_augmentation_sources = set(no_augmentation_sources or ())
         self.seed = int(np.random.SeedSequence(seed).entropy)
         self.image_shape = tuple(int(s) for s in config.IMAGE_SHAPE)
-        self.anchors = generate_pyramid_anchors(
-            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-            compute_backbone_shapes(self.image_shape, config.BACKBONE_STRIDES),
-            config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+        self.anchors = anchors_for_shape(config, self.image_shape)
         self.epoch = 0
         self.skipped_count = 0
         self.skipped_image_ids = set()

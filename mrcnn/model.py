@@ -8,11 +8,10 @@ import os
 
 import numpy as np
 
-from mrcnn import anchors as anchor_utils
 from mrcnn import boxes as box_utils
 from mrcnn import graph
 from mrcnn import images as image_utils
-from mrcnn import masks as mask_utils
+from mrcnn import network_io
 from mrcnn import training
 from mrcnn import weights as weights_io
 
@@ -64,70 +63,19 @@ class MaskRCNN:
         """
         key = tuple(int(d) for d in image_shape[:2])
         if key not in self._anchor_cache:
-            config = self.config
-            feature_shapes = anchor_utils.compute_backbone_shapes(key, config.BACKBONE_STRIDES)
-            pixel = anchor_utils.generate_pyramid_anchors(
-                config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, feature_shapes,
-                config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+            pixel = network_io.anchors_for_shape(self.config, key)
             self._anchor_cache[key] = (pixel, box_utils.norm_boxes(pixel, key).astype("float32"))
         self.anchors = self._anchor_cache[key][0]
         return self._anchor_cache[key][1]
 
     def mold_inputs(self, images):
-        """Resize, mean-subtract and describe images for the network.
-
-        Returns molded_images [N, H, W, C] float32 (a list of [H, W, C] arrays
-        when "pad64"/"none" mode gives the images different shapes), image_metas
-        [N, META] and windows [N, (y1, x1, y2, x2)]: the image area inside the padding.
-        """
-        config = self.config
-        molded, metas, windows = [], [], []
-        for image in images:
-            resized, window, scale, _, _ = image_utils.resize_image(
-                image, min_dim=config.IMAGE_MIN_DIM, min_scale=config.IMAGE_MIN_SCALE,
-                max_dim=config.IMAGE_MAX_DIM, mode=config.IMAGE_RESIZE_MODE)
-            molded.append(image_utils.mold_image(resized, config.MEAN_PIXEL))
-            metas.append(image_utils.compose_image_meta(
-                0, image.shape, resized.shape, window, scale, np.zeros(config.NUM_CLASSES, np.int32)))
-            windows.append(window)
-        metas = np.stack(metas).astype("float32")
-        windows = np.stack(windows)
-        if len({m.shape for m in molded}) > 1:
-            return [m.astype("float32") for m in molded], metas, windows
-        return np.stack(molded).astype("float32"), metas, windows
+        """Matterport's method; see `network_io.mold_inputs`."""
+        return network_io.mold_inputs(images, self.config)
 
     def unmold_detections(self, detections, mrcnn_mask, original_image_shape, image_shape, window):
-        """One image's network output -> boxes, class ids, scores and masks in
-        original-image pixels (Matterport's contract).
-
-        detections: [N, (y1, x1, y2, x2, class_id, score)] normalized, zero-padded.
-        mrcnn_mask: [N, h, w, num_classes] mask probabilities.
-        Returns boxes [n, (y1, x1, y2, x2)] int32, class_ids [n] int32, scores [n]
-        float32, masks [H, W, n] bool.
-        """
-        zero_ix = np.where(detections[:, 4] == 0)[0]
-        n = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
-        boxes = detections[:n, :4]
-        class_ids = detections[:n, 4].astype(np.int32)
-        scores = detections[:n, 5].astype(np.float32)
-        masks = mrcnn_mask[np.arange(n), :, :, class_ids]
-
-        # Normalized image-space boxes -> normalized window-space -> original pixels.
-        window = box_utils.norm_boxes(np.asarray(window)[None], image_shape[:2])[0]
-        wy1, wx1, wy2, wx2 = window
-        shift = np.array([wy1, wx1, wy1, wx1])
-        scale = np.array([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-        boxes = np.divide(boxes - shift, scale)
-        boxes = box_utils.denorm_boxes(boxes, original_image_shape[:2])
-
-        keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
-        boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
-
-        full_masks = [mask_utils.unmold_mask(masks[i], boxes[i], original_image_shape)
-                      for i in range(boxes.shape[0])]
-        full_masks = (np.stack(full_masks, axis=-1) if full_masks
-                      else np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool))
-        return boxes.astype(np.int32), class_ids, scores, full_masks
+        """Matterport's method; see `network_io.unmold_detections`."""
+        return network_io.unmold_detections(detections, mrcnn_mask, original_image_shape,
+                                            image_shape, window)
 
     # === Inference ===
 
@@ -188,7 +136,7 @@ class MaskRCNN:
         for indices in by_shape.values():
             for start in range(0, len(indices), batch):
                 chunk_ids = indices[start:start + batch]
-                padded_ids = chunk_ids + [chunk_ids[-1]] * (batch - len(chunk_ids))
+                padded_ids = network_io.pad_to_batch(chunk_ids, batch)
                 chunk = np.stack([molded_images[i] for i in padded_ids])
                 metas = np.stack([image_metas[i] for i in padded_ids])
                 anchors = self.get_anchors(chunk.shape[1:3])
