@@ -35,8 +35,6 @@ logger = logging.getLogger(__name__)
 # RPN anchor labelling thresholds (Faster R-CNN's, as in Matterport).
 RPN_POSITIVE_IOU = 0.7
 RPN_NEGATIVE_IOU = 0.3
-# Anchors touching a crowd box more than this are never used as negatives.
-CROWD_IOU = 0.001
 
 # imgaug augmenters that Matterport also applied to masks (geometric ones). Others,
 # e.g. colour changes, are applied to the image only.
@@ -241,7 +239,7 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, *, rng=None):
 
     crowd_boxes = gt_boxes[gt_class_ids < 0]
     if crowd_boxes.shape[0]:
-        no_crowd = compute_overlaps(anchors, crowd_boxes).max(axis=1) < CROWD_IOU
+        no_crowd = compute_overlaps(anchors, crowd_boxes).max(axis=1) < config.CROWD_IOU
     else:
         no_crowd = np.ones([anchors.shape[0]], dtype=bool)
     gt_boxes = gt_boxes[gt_class_ids > 0]
@@ -312,8 +310,7 @@ class DataGenerator(keras.utils.PyDataset):
         input_rpn_bbox: float32 [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4].
         input_gt_class_ids: int32 [B, MAX_GT_INSTANCES], zero padded.
         input_gt_boxes: float32 [B, MAX_GT_INSTANCES, (y1, x1, y2, x2)] pixels, zero padded.
-        input_gt_masks: bool [B, h, w, MAX_GT_INSTANCES]: MINI_MASK_SHAPE with
-            USE_MINI_MASK, else IMAGE_SHAPE[:2].
+        input_gt_masks: bool [B, h, w, MAX_GT_INSTANCES], [h, w] = GT_MASK_SHAPE.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, *, skip_empty=True,
@@ -421,7 +418,7 @@ class DataGenerator(keras.utils.PyDataset):
     def _collate(self, samples):
         config = self.config
         batch_size, max_gt = len(samples), config.MAX_GT_INSTANCES
-        mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else self.image_shape[:2]
+        mask_shape = tuple(config.GT_MASK_SHAPE)
         gt_class_ids = np.zeros([batch_size, max_gt], dtype=np.int32)
         gt_boxes = np.zeros([batch_size, max_gt, 4], dtype=np.float32)
         gt_masks = np.zeros((batch_size,) + mask_shape + (max_gt,), dtype=bool)

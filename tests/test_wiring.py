@@ -5,7 +5,8 @@ import pytest
 
 from mrcnn.images import compose_image_meta, parse_image_meta
 from mrcnn.layers.detection_targets import PositiveRows
-from mrcnn.layers.wiring import BatchConstant, DetectionBoxes, NormalizeBoxes, ParseImageMeta
+from mrcnn.layers.wiring import (BatchConstant, DetectionBoxes, NormalizeBoxes, NormalizeWindow,
+                                 ParseImageMeta)
 from tests.serialization import assert_serialization_round_trip
 
 
@@ -72,3 +73,13 @@ def test_positive_rows_keeps_the_largest_positive_count(positives):
     np.testing.assert_array_equal(out_ids, class_ids[:, :n])
     np.testing.assert_array_equal(out_masks, masks[:, :n])
     assert_serialization_round_trip(PositiveRows(name="mask_rows"))
+
+
+def test_normalize_window_matches_norm_boxes_of_the_molded_shape():
+    window = np.array([[64, 0, 448, 512], [0, 0, 128, 256]], np.float32)
+    image_shape = np.array([[512, 512, 3], [128, 256, 3]], np.float32)
+    out = keras.ops.convert_to_numpy(NormalizeWindow()(window, image_shape))
+    h, w = image_shape[:, :1], image_shape[:, 1:2]
+    expected = (window - [0, 0, 1, 1]) / (np.concatenate([h, w, h, w], 1) - 1)
+    np.testing.assert_allclose(out, expected, rtol=1e-6)
+    assert_serialization_round_trip(NormalizeWindow(name="normalized_window"))

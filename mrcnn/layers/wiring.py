@@ -1,6 +1,6 @@
 """Small graph layers that carry values between the big ones: a batch of constant
-anchors, pixel -> normalized ground-truth boxes, the parsed image meta and the box
-columns of the detections.
+anchors, pixel -> normalized ground-truth boxes, the parsed image meta, its
+normalized window and the box columns of the detections.
 
 They replace ``keras.layers.Lambda`` (which does not serialise without unsafe
 deserialisation) by registered layers with ``get_config``.
@@ -11,7 +11,7 @@ from keras import ops
 
 from mrcnn.layers import box_ops
 
-__all__ = ["BatchConstant", "NormalizeBoxes", "ParseImageMeta", "DetectionBoxes"]
+__all__ = ["BatchConstant", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow", "DetectionBoxes"]
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -72,6 +72,21 @@ class ParseImageMeta(keras.layers.Layer):
             keras.KerasTensor((1, image_meta.shape[1]), "float32"))
         return {name: keras.KerasTensor((image_meta.shape[0],) + tuple(part.shape[1:]), "float32")
                 for name, part in parts.items()}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class NormalizeWindow(keras.layers.Layer):
+    """The meta's pixel window, normalized in the molded image: what
+    ``DetectionLayer`` clips boxes to.
+
+    Call: ``(window [B, 4] pixels, image_shape [B, 3])`` -> ``float32 [B, 4]``.
+    """
+
+    def call(self, window, image_shape):
+        return box_ops.norm_boxes(window, image_shape[:, :2])
+
+    def compute_output_shape(self, window_shape, image_shape_shape):
+        return tuple(window_shape)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
