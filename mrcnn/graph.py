@@ -2,7 +2,7 @@
 
 The graph is built from the pieces in `mrcnn.layers` in pipeline order:
 
-    image -> backbone -> FPN -> RPN -> proposals -> ROI Align -> box/class head
+    image -> backbone (mrcnn.backbones) -> FPN -> RPN -> proposals -> ROI Align -> box/class head
                                                              -> mask head
 
 In training mode the graph also samples ROIs and builds their targets
@@ -15,7 +15,8 @@ import keras
 
 from mrcnn.layout import SIZE_MULTIPLE
 
-from mrcnn.layers.backbone import fpn_graph, resnet_graph
+from mrcnn import backbones
+from mrcnn.layers.backbone import fpn_graph
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer, PositiveRows
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
@@ -42,9 +43,9 @@ def build(mode, config, training_anchors=None):
     input_image = keras.Input(shape=(None, None, channels), name="input_image")
     input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
 
-    _, C2, C3, C4, C5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
-                                     train_bn=config.TRAIN_BN, norm=config.BACKBONE_NORM,
-                                     groups=config.BACKBONE_NORM_GROUPS)
+    _, C2, C3, C4, C5 = backbones.build(config.BACKBONE, input_image, train_bn=config.TRAIN_BN,
+                                        norm=config.BACKBONE_NORM,
+                                        groups=config.BACKBONE_NORM_GROUPS)
     P2, P3, P4, P5, P6 = fpn_graph(C2, C3, C4, C5, config.TOP_DOWN_PYRAMID_SIZE)
     mrcnn_feature_maps = [P2, P3, P4, P5]
     rpn_outputs = _rpn(config, [P2, P3, P4, P5, P6])

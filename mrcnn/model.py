@@ -193,7 +193,7 @@ class MaskRCNN:
         from mrcnn.data import DataGenerator  # data imports albumentations; keep import light
 
         config = self.config
-        regex = training.layer_regex(layers)
+        regex = training.layer_regex(layers, config.BACKBONE)
         if self.epoch >= epochs:
             log.info("Already trained %d epochs (asked for %d in total); nothing to do.", self.epoch, epochs)
             return None

@@ -55,11 +55,15 @@ def mold_inputs(images, config):
 def anchors_for_shape(config, image_shape):
     """Pixel pyramid anchors [A, (y1, x1, y2, x2)] float64 of a molded image shape.
 
-    Feature-map sizes follow the config's BACKBONE_STRIDES (see
-    ``anchors.compute_backbone_shapes``); normalize with ``boxes.norm_boxes``.
+    Feature-map sizes come from the config's COMPUTE_BACKBONE_SHAPE when set
+    (Matterport's contract for a callable BACKBONE), else from BACKBONE_STRIDES
+    (``anchors.compute_backbone_shapes``). Normalize with ``boxes.norm_boxes``.
     """
     shape = tuple(int(d) for d in image_shape[:2])
-    feature_shapes = anchor_utils.compute_backbone_shapes(shape, config.BACKBONE_STRIDES)
+    if config.COMPUTE_BACKBONE_SHAPE is not None:
+        feature_shapes = np.asarray(config.COMPUTE_BACKBONE_SHAPE(tuple(image_shape)))
+    else:
+        feature_shapes = anchor_utils.compute_backbone_shapes(shape, config.BACKBONE_STRIDES)
     return anchor_utils.generate_pyramid_anchors(
         config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, feature_shapes,
         config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
