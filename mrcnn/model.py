@@ -25,6 +25,10 @@ from mrcnn.layers.roi_align import PyramidROIAlign  # noqa: F401
 from mrcnn.layers.wiring import BatchConstant, NormalizeBoxes  # noqa: F401
 from mrcnn.training import TrainingGraph  # noqa: F401
 
+__all__ = ["MaskRCNN", "LOSS_NAMES", "fpn_graph", "resnet_graph", "DetectionLayer",
+           "DetectionTargetLayer", "PositiveRows", "ProposalLayer", "PyramidROIAlign",
+           "BatchConstant", "NormalizeBoxes", "TrainingGraph"]
+
 log = logging.getLogger("mrcnn")
 
 
