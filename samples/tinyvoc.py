@@ -420,8 +420,9 @@ def cmd_evaluate(args):
 
     val = load_subset(args.dataset, "val", args.val_fraction, args.seed)
     check_categories(val, TRAIN_JSON, args.dataset)
+    out = args.out and fileio.check_output_file(args.out, "--out file")
     model, weights_path = _inference_model(args)
-    out = fileio.check_output_file(args.out or _eval_json_path(weights_path, args.logs))
+    out = out or fileio.check_output_file(_eval_json_path(weights_path, args.logs))
     # coco=None: the ground truth is what the dataset kept, so annotations skipped as
     # invalid (which pycocotools may not even parse) do not count.
     stats = evaluate_coco(model, val, None, eval_type=("bbox", "segm"), limit=args.limit)
