@@ -9,7 +9,7 @@ exactly as with Matterport's Mask R-CNN::
         IMAGES_PER_GPU = 2
 
 Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed when the
-object is created, and impossible settings raise a `ValueError` naming the
+object is created, and impossible settings raise a `ConfigError` (a `ValueError`) naming the
 attribute, at construction rather than deep inside graph building.
 """
 
@@ -18,6 +18,7 @@ import inspect
 import numpy as np
 
 from mrcnn import backbones
+from mrcnn.errors import ConfigError
 from mrcnn.layout import SIZE_MULTIPLE, image_meta_size
 
 # The five Mask R-CNN losses, as named in the training log and in LOSS_WEIGHTS.
@@ -190,9 +191,9 @@ class Config:
         self.validate()
 
     def validate(self):
-        """Raise ValueError naming the attribute of the first impossible setting."""
+        """Raise ConfigError (a ValueError) naming the attribute of the first impossible setting."""
         def fail(attr, why):
-            raise ValueError(f"{type(self).__name__}.{attr} = {getattr(self, attr)!r}: {why}")
+            raise ConfigError(f"{type(self).__name__}.{attr} = {getattr(self, attr)!r}: {why}")
 
         if not isinstance(self.NAME, str) or not self.NAME or any(c in self.NAME for c in "/\\ "):
             fail("NAME", "set a short name without spaces or slashes; it names log folders and checkpoints")

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
+from mrcnn.errors import DatasetError
 from mrcnn.images import compose_image_meta, mold_image
 from mrcnn.masks import minimize_mask, resize_mask
 from mrcnn.network_io import anchors_for_shape, resize_for_config
@@ -295,6 +296,10 @@ class DataGenerator(keras.utils.PyDataset):
         next image of the epoch order that has some; replacements are counted in
         ``skipped_count`` / ``skipped_image_ids`` and logged. False keeps such images:
         all their anchors are negatives and their GT arrays are all padding.
+        An image whose file cannot be decoded (``DatasetError``, e.g. a JPEG truncated
+        after a valid header, which only shows when the image is first read) is always
+        replaced the same way, counted, named in the log, and not read again; the epoch
+        keeps its length. Any other failure raises ``ImageLoadError`` naming the image.
     seed: makes the order and the random sampling reproducible; each batch draws from
         its own generator seeded by (seed, epoch, idx), so workers never share a stream.
     no_augmentation_sources: sources whose images are never augmented.
@@ -338,6 +343,7 @@ class DataGenerator(keras.utils.PyDataset):
         self.epoch = 0
         self.skipped_count = 0
         self.skipped_image_ids = set()
+        self.unreadable_image_ids = set()
         self._lock = threading.Lock()
         self._order = self._epoch_order()
 
@@ -368,26 +374,36 @@ class DataGenerator(keras.utils.PyDataset):
         return self._collate(samples)
 
     def _sample_at(self, position, rng):
-        """The sample at ``position`` of the epoch order, or the next one with instances."""
+        """The sample at ``position`` of the epoch order, or the next usable one."""
         num_images = len(self._order)
         for step in range(num_images):
             image_id = int(self._order[(position + step) % num_images])
-            sample = self._load_sample(image_id, rng)
+            if image_id in self.unreadable_image_ids:
+                self._note_skipped(image_id, "unreadable")
+                continue
+            try:
+                sample = self._load_sample(image_id, rng)
+            except DatasetError as err:  # the user's bad file, not a bug: skip it
+                self.unreadable_image_ids.add(image_id)
+                self._note_skipped(image_id, f"unreadable: {err}")
+                continue
             if not self.skip_empty or np.any(sample.class_ids > 0):
                 return sample
-            self._note_skipped(image_id)
-        raise ValueError(f"DataGenerator: none of the {num_images} images has any instance; "
-                         f"check load_mask, or pass skip_empty=False to train on empty images")
+            self._note_skipped(image_id, "no instances")
+        raise ValueError(f"DataGenerator: none of the {num_images} images has any instance "
+                         f"({len(self.unreadable_image_ids)} could not be read); check the "
+                         f"images and load_mask, or pass skip_empty=False to train on empty "
+                         f"images")
 
-    def _note_skipped(self, image_id):
+    def _note_skipped(self, image_id, reason):
         with self._lock:
             self.skipped_count += 1
             first_time = image_id not in self.skipped_image_ids
             self.skipped_image_ids.add(image_id)
             count = self.skipped_count
         if first_time:
-            logger.warning("DataGenerator: skipping image %d (%s): no instances (%d skips so far)",
-                           image_id, self._reference(image_id), count)
+            logger.warning("DataGenerator: skipping image %d (%s): %s (%d skips so far)",
+                           image_id, self._reference(image_id), reason, count)
 
     def _load_sample(self, image_id, rng):
         config = self.config
@@ -400,6 +416,8 @@ class DataGenerator(keras.utils.PyDataset):
                 raise ValueError(f"resized image is {image.shape}, but batches need IMAGE_SHAPE "
                                  f"{self.image_shape} (IMAGE_RESIZE_MODE {config.IMAGE_RESIZE_MODE!r})")
             rpn_match, rpn_bbox = build_rpn_targets(self.anchors, class_ids, boxes, config, rng=rng)
+        except DatasetError:
+            raise
         except Exception as err:
             reference = self._reference(image_id)
             logger.exception("DataGenerator: cannot load image %d (%s)", image_id, reference)

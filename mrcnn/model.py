@@ -13,6 +13,7 @@ from mrcnn import graph
 from mrcnn import images as image_utils
 from mrcnn import network_io
 from mrcnn import training
+from mrcnn import pretrained
 from mrcnn import weights as weights_io
 
 # Matterport's model.py defined these; keep `from mrcnn.model import X` working.
@@ -232,7 +233,7 @@ class MaskRCNN:
 
     # === Weights ===
 
-    def load_weights(self, filepath, by_name=True, exclude=None):
+    def load_weights(self, filepath, by_name=True, exclude=None, allow_partial=False):
         """Load Keras-2 HDF5 weights (Matterport's files or our checkpoints).
 
         by_name defaults to True (Matterport: False): Keras 3 orders the weighted
@@ -242,10 +243,16 @@ class MaskRCNN:
 
         exclude: layer names to leave untouched (implies by_name). Loading one
         of our checkpoints also resumes its run folder and epoch count.
+        allow_partial: accept a file that matches only part of the model (e.g. a
+        backbone); otherwise matching under half of it raises `WeightsError`.
+        Keras-applications ResNet layer names are mapped onto Matterport's.
         """
         if exclude:
             by_name = True
-        report = weights_io.load_weights(self.keras_model, filepath, by_name=by_name, exclude=exclude)
+        report = weights_io.load_weights(
+            self.keras_model, filepath, by_name=by_name, exclude=exclude,
+            name_map=pretrained.keras_resnet_layer_name if by_name else None,
+            allow_partial=allow_partial)
         self.set_log_dir(filepath)
         return report
 
@@ -257,25 +264,35 @@ class MaskRCNN:
         pretrained), "coco" (Matterport's mask_rcnn_coco.h5; its class-specific
         layers are skipped unless NUM_CLASSES == 81), "last" (newest checkpoint of
         this config under model_dir), "none" (keep the random initialisation) or a
-        path. Offline, a missing download raises `weights.WeightsNotAvailable`
-        naming the URL, the file and the folder to put it in.
+        path. Offline, a missing download raises `pretrained.WeightsNotAvailable`
+        naming the URL, the file and the folder to put it in; a damaged cached
+        copy raises `WeightsError` saying which file to delete.
         """
         if weights == "none":
             return None
-        exclude = None
+        exclude, source = None, None
         if weights == "imagenet":
-            path = weights_io.get_imagenet_weights(self.config.BACKBONE)
+            source = pretrained.imagenet_source(self.config.BACKBONE)
         elif weights == "coco":
-            path = weights_io.get_coco_weights()
+            source = pretrained.COCO_WEIGHTS
             if self.config.NUM_CLASSES != 81:
-                exclude = list(weights_io.COCO_CLASS_SPECIFIC_LAYERS)
+                exclude = list(pretrained.COCO_CLASS_SPECIFIC_LAYERS)
+        if source is not None:
+            path = source.fetch()
         elif weights == "last":
             path = self.find_last()
         else:
             path = weights
             if not os.path.isfile(path):
                 raise FileNotFoundError(f"weights file not found: {os.path.abspath(path)}")
-        report = self.load_weights(path, by_name=True, exclude=exclude)
+        try:
+            # The ImageNet files hold only the backbone.
+            report = self.load_weights(path, by_name=True, exclude=exclude,
+                                       allow_partial=weights == "imagenet")
+        except weights_io.UnreadableWeightsFile as err:
+            if source is None:
+                raise
+            raise source.damaged_cache_error(path, err) from None
         if verbose:
             print(report.summary())
         return path
@@ -284,4 +301,4 @@ class MaskRCNN:
         weights_io.save_weights(self.keras_model, filepath)
 
     def get_imagenet_weights(self):
-        return weights_io.get_imagenet_weights(self.config.BACKBONE)
+        return pretrained.get_imagenet_weights(self.config.BACKBONE)

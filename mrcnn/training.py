@@ -14,8 +14,7 @@ import re
 import keras
 from keras import ops
 
-from mrcnn import graph_ops, losses
-from mrcnn import backbones
+from mrcnn import backbones, fileio, graph_ops, losses
 from mrcnn.config import LOSS_NAMES, Config
 from mrcnn import weights as weights_io
 
@@ -210,12 +209,18 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     """Save weights in Matterport's Keras-2 HDF5 layout after every epoch.
 
     The file is written to a temporary name and renamed, so a run killed while
-    saving leaves the previous checkpoints intact.
+    saving leaves the previous checkpoints intact; the temporary file such a run
+    leaves behind is removed when training (re)starts in the folder.
     """
 
     def __init__(self, log_dir, name, keras_model):
         super().__init__()
         self.log_dir, self.name, self.keras_model = log_dir, name, keras_model
+
+    def on_train_begin(self, logs=None):
+        checkpoint_names = re.escape(f"mask_rcnn_{self.name.lower()}_") + r"\d{4}\.h5"
+        for path in fileio.remove_stale_temp_files(self.log_dir, checkpoint_names):
+            log.info("removed %s, left by a run killed while saving", path)
 
     def on_epoch_end(self, epoch, logs=None):
         path = checkpoint_path(self.log_dir, self.name, epoch + 1)
