@@ -2,8 +2,10 @@
 
 The graph is built from the pieces in `mrcnn.layers` in pipeline order:
 
-    image -> backbone (mrcnn.backbones) -> FPN -> RPN -> proposals -> ROI Align -> box/class head
+    image -> backbone -> FPN -> RPN -> proposals -> ROI Align -> box/class head
                                                              -> mask head
+
+The backbone is whatever `mrcnn.backbones` builds for `Config.BACKBONE`.
 
 In training mode the graph also samples ROIs and builds their targets
 (`DetectionTargetLayer`) and returns a `training.TrainingGraph`, whose
@@ -12,8 +14,6 @@ In training mode the graph also samples ROIs and builds their targets
 """
 
 import keras
-
-from mrcnn.layout import SIZE_MULTIPLE
 
 from mrcnn import backbones
 from mrcnn.layers.backbone import fpn_graph
@@ -24,6 +24,7 @@ from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.roi_align import PyramidROIAlign
 from mrcnn.layers.wiring import (BatchConstant, DetectionBoxes, NormalizeBoxes, NormalizeWindow,
                                  ParseImageMeta)
+from mrcnn.layout import SIZE_MULTIPLE
 from mrcnn.training import TrainingGraph
 
 __all__ = ["build"]
