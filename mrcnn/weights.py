@@ -39,14 +39,13 @@ truncated, not the Keras-2 layout), which a cache can delete and fetch again.
 import dataclasses
 import os
 import re
-import tempfile
 from collections.abc import Mapping
 
 import h5py
 import keras
 import numpy as np
 
-from mrcnn import keras2_h5
+from mrcnn import fileio, keras2_h5
 from mrcnn.errors import WeightsError
 from mrcnn.keras2_h5 import UnreadableWeightsFile, read_layout  # noqa: F401 (public API)
 
@@ -476,51 +475,18 @@ def save_weights(model, filepath):
     The file is written to a temporary file in the same folder, flushed and
     fsynced, then renamed over ``filepath``: a process killed while saving leaves
     any previous file at ``filepath`` intact (and at worst a stray
-    ``.<name>.*.tmp`` file next to it).
+    ``.<name>.*.tmp`` file next to it, which ``fileio.remove_stale_temp_files``
+    clears at the next run).
 
     Raises:
         FileNotFoundError: the folder of ``filepath`` does not exist.
+        OutputPathError: it cannot be written (read-only, disk full), naming the file.
     """
     filepath = os.path.abspath(os.fspath(filepath))
     folder = os.path.dirname(filepath)
     if not os.path.isdir(folder):
         raise FileNotFoundError(f"Cannot save weights to {filepath}: folder {folder} does "
                                 "not exist")
-    fd, tmp_path = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(filepath)}.",
-                                    suffix=".tmp")
-    os.close(fd)
-    try:
+    with fileio.atomic_write(filepath, "weights file") as tmp_path:
         with h5py.File(tmp_path, "w") as h5file:
             _write_keras2_layout(h5file, model)
-            h5file.flush()
-        _fsync_path(tmp_path)
-        _set_default_mode(tmp_path)
-        os.replace(tmp_path, filepath)
-    except BaseException:
-        if os.path.exists(tmp_path):
-            os.remove(tmp_path)
-        raise
-    _fsync_dir(folder)
-
-
-def _fsync_path(path):
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_dir(folder):
-    # Makes the rename itself durable; not possible on every OS/filesystem.
-    try:
-        _fsync_path(folder)
-    except OSError:
-        pass
-
-
-def _set_default_mode(path):
-    # mkstemp makes 0600 files; a checkpoint should get the usual umask mode.
-    umask = os.umask(0)
-    os.umask(umask)
-    os.chmod(path, 0o666 & ~umask)
