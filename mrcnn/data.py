@@ -16,11 +16,11 @@ from collections import namedtuple
 import keras
 import numpy as np
 
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
 from mrcnn.errors import DatasetError
-from mrcnn.images import compose_image_meta, mold_image, resize_image
+from mrcnn.images import compose_image_meta, mold_image
 from mrcnn.masks import minimize_mask, resize_mask
+from mrcnn.network_io import anchors_for_shape, resize_for_config
 
 __all__ = [
     "load_image_gt",
@@ -36,8 +36,6 @@ logger = logging.getLogger(__name__)
 # RPN anchor labelling thresholds (Faster R-CNN's, as in Matterport).
 RPN_POSITIVE_IOU = 0.7
 RPN_NEGATIVE_IOU = 0.3
-# Anchors touching a crowd box more than this are never used as negatives.
-CROWD_IOU = 0.001
 
 # imgaug augmenters that Matterport also applied to masks (geometric ones). Others,
 # e.g. colour changes, are applied to the image only.
@@ -78,9 +76,7 @@ def load_image_gt(dataset, config, image_id, augmentation=None, *, use_mini_mask
     mask, class_ids = dataset.load_mask(image_id)
     image, mask, class_ids = _checked_sample(dataset, config, image_id, image, mask, class_ids)
     original_shape = image.shape
-    image, window, scale, padding, crop = resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+    image, window, scale, padding, crop = resize_for_config(image, config, rng=rng)
     if mask.shape[-1]:
         mask = resize_mask(mask, scale, padding, crop)
     else:
@@ -244,7 +240,7 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, *, rng=None):
 
     crowd_boxes = gt_boxes[gt_class_ids < 0]
     if crowd_boxes.shape[0]:
-        no_crowd = compute_overlaps(anchors, crowd_boxes).max(axis=1) < CROWD_IOU
+        no_crowd = compute_overlaps(anchors, crowd_boxes).max(axis=1) < config.CROWD_IOU
     else:
         no_crowd = np.ones([anchors.shape[0]], dtype=bool)
     gt_boxes = gt_boxes[gt_class_ids > 0]
@@ -319,8 +315,7 @@ class DataGenerator(keras.utils.PyDataset):
         input_rpn_bbox: float32 [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4].
         input_gt_class_ids: int32 [B, MAX_GT_INSTANCES], zero padded.
         input_gt_boxes: float32 [B, MAX_GT_INSTANCES, (y1, x1, y2, x2)] pixels, zero padded.
-        input_gt_masks: bool [B, h, w, MAX_GT_INSTANCES]: MINI_MASK_SHAPE with
-            USE_MINI_MASK, else IMAGE_SHAPE[:2].
+        input_gt_masks: bool [B, h, w, MAX_GT_INSTANCES], [h, w] = GT_MASK_SHAPE.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, *, skip_empty=True,
@@ -344,10 +339,7 @@ class DataGenerator(keras.utils.PyDataset):
         self.no_augmentation_sources = set(no_augmentation_sources or ())
         self.seed = int(np.random.SeedSequence(seed).entropy)
         self.image_shape = tuple(int(s) for s in config.IMAGE_SHAPE)
-        self.anchors = generate_pyramid_anchors(
-            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-            compute_backbone_shapes(self.image_shape, config.BACKBONE_STRIDES),
-            config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+        self.anchors = anchors_for_shape(config, self.image_shape)
         self.epoch = 0
         self.skipped_count = 0
         self.skipped_image_ids = set()
@@ -444,7 +436,7 @@ class DataGenerator(keras.utils.PyDataset):
     def _collate(self, samples):
         config = self.config
         batch_size, max_gt = len(samples), config.MAX_GT_INSTANCES
-        mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else self.image_shape[:2]
+        mask_shape = tuple(config.GT_MASK_SHAPE)
         gt_class_ids = np.zeros([batch_size, max_gt], dtype=np.int32)
         gt_boxes = np.zeros([batch_size, max_gt, 4], dtype=np.float32)
         gt_masks = np.zeros((batch_size,) + mask_shape + (max_gt,), dtype=bool)

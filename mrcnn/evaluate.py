@@ -27,6 +27,7 @@ from mrcnn import fileio
 from mrcnn.errors import UserInputError
 from mrcnn.images import read_image
 from mrcnn.masks import mask_to_rle
+from mrcnn.network_io import pad_to_batch
 
 __all__ = [
     "STAT_NAMES",
@@ -200,7 +201,7 @@ def _detect_each(model, images, total, progress):
 
 
 def _detect_batch(model, batch, batch_size):
-    padded = batch + [batch[-1]] * (batch_size - len(batch))
+    padded = pad_to_batch(batch, batch_size)
     results = model.detect(padded, verbose=0)
     if len(results) != len(padded):
         raise ValueError(f"model.detect returned {len(results)} results for {len(padded)} images")

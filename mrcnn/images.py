@@ -14,6 +14,8 @@ from PIL import Image, UnidentifiedImageError
 
 from mrcnn.errors import DatasetError
 
+from mrcnn.layout import IMAGE_META_FIELDS, IMAGE_META_FIXED_SIZE, IMAGE_META_INDEX, SIZE_MULTIPLE
+
 __all__ = [
     "read_image",
     "resize_image",
@@ -28,9 +30,6 @@ __all__ = [
 
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 
-# Every FPN level halves the size; P6 is 2**6 = 64 times smaller than the input, so
-# pad64 makes both sides divisible by 64 to keep up- and down-sampling exact.
-_PAD_MULTIPLE = 64
 
 
 ############################################################
@@ -87,8 +86,8 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     if mode == "square":
         padding = [_centred_pad(h, max_dim), _centred_pad(w, max_dim), (0, 0)]
     elif mode == "pad64":
-        padding = [_centred_pad(h, _round_up(h, _PAD_MULTIPLE)),
-                   _centred_pad(w, _round_up(w, _PAD_MULTIPLE)), (0, 0)]
+        padding = [_centred_pad(h, _round_up(h, SIZE_MULTIPLE)),
+                   _centred_pad(w, _round_up(w, SIZE_MULTIPLE)), (0, 0)]
     else:  # crop
         return _random_crop(image, min_dim, scale, rng)
     image = np.pad(image, padding, mode="constant", constant_values=0)
@@ -194,18 +193,14 @@ def compose_image_meta(image_id, original_image_shape, image_shape, window, scal
 
     Returns: float64 [12 + NUM_CLASSES] vector.
     """
-    parts = [
-        ("original_image_shape", original_image_shape, 3),
-        ("image_shape", image_shape, 3),
-        ("window", window, 4),
-    ]
-    values = [float(image_id)]
-    for name, value, size in parts:
-        value = np.asarray(value, dtype=np.float64).ravel()
+    given = {"image_id": image_id, "original_image_shape": original_image_shape,
+             "image_shape": image_shape, "window": window, "scale": scale}
+    values = []
+    for name, size in IMAGE_META_FIELDS:
+        value = np.asarray(given[name], dtype=np.float64).ravel()
         if value.size != size:
             raise ValueError(f"compose_image_meta: {name} must have {size} values, got {value.size}")
         values.extend(value)
-    values.append(float(scale))
     values.extend(np.asarray(active_class_ids, dtype=np.float64).ravel())
     return np.array(values, dtype=np.float64)
 
@@ -223,18 +218,12 @@ def parse_image_meta(meta):
     meta = np.asarray(meta)
     single = meta.ndim == 1
     meta = np.atleast_2d(meta)
-    if meta.ndim != 2 or meta.shape[1] < 13:
+    if meta.ndim != 2 or meta.shape[1] <= IMAGE_META_FIXED_SIZE:
         raise ValueError(
             f"parse_image_meta: meta must be [B, 12 + NUM_CLASSES] with NUM_CLASSES >= 1, "
             f"got shape {np.shape(meta)}")
-    parsed = {
-        "image_id": meta[:, 0].astype(np.int32),
-        "original_image_shape": meta[:, 1:4].astype(np.int32),
-        "image_shape": meta[:, 4:7].astype(np.int32),
-        "window": meta[:, 7:11].astype(np.int32),
-        "scale": meta[:, 11].astype(np.float32),
-        "active_class_ids": meta[:, 12:].astype(np.int32),
-    }
+    parsed = {name: meta[:, index].astype(np.float32 if name == "scale" else np.int32)
+              for name, index in IMAGE_META_INDEX.items()}
     if single:
         parsed = {key: value[0] for key, value in parsed.items()}
     return parsed

@@ -214,6 +214,7 @@ def test_bad_masks_and_class_ids_are_reported(config):
 class RpnConfig:
     RPN_TRAIN_ANCHORS_PER_IMAGE = 16
     RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    CROWD_IOU = 0.001
 
 
 HAND_ANCHORS = np.array([
