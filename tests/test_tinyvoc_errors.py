@@ -212,3 +212,13 @@ def test_training_skips_a_truncated_jpeg_then_a_full_disk_keeps_the_last_checkpo
     assert last.endswith("mask_rcnn_tinyvoc_0001.h5")
     with h5py.File(last, "r") as f:
         assert np.isfinite(np.asarray(f["conv1"]["conv1/kernel:0"])).all()
+
+
+@pytest.mark.parametrize("content", [b"", b"weights? no, a text file\n"])
+def test_unreadable_weights_file(data, capsys, tmp_path, content):
+    weights = tmp_path / "broken.h5"
+    weights.write_bytes(content)
+    err = fails(capsys, "submit", "--dataset", data, "--weights", weights, "--logs",
+                tmp_path / "logs", *SMALL, "--out", tmp_path / "submission.json")
+    assert str(weights) in err
+    assert not (tmp_path / "submission.json").exists()
