@@ -466,11 +466,12 @@ class MaskRCNN:
             return None
         workers = workers if workers is not None else max(1, min(4, (os.cpu_count() or 1)))
         loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers))
+        skip_empty = not config.TRAIN_IMAGES_WITHOUT_INSTANCES
         train_gen = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                  no_augmentation_sources=no_augmentation_sources,
+                                  no_augmentation_sources=no_augmentation_sources, skip_empty=skip_empty,
                                   steps=config.STEPS_PER_EPOCH, **loader)
         val_gen = (DataGenerator(val_dataset, config, shuffle=True, steps=config.VALIDATION_STEPS,
-                                 **loader)
+                                 skip_empty=skip_empty, **loader)
                    if val_dataset is not None and config.VALIDATION_STEPS else None)
 
         os.makedirs(self.log_dir, exist_ok=True)
