@@ -18,6 +18,7 @@ import numpy as np
 
 from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
+from mrcnn.dataset import load_image_with_channels
 from mrcnn.images import compose_image_meta, mold_image, resize_image
 from mrcnn.masks import minimize_mask, resize_mask
 
@@ -73,7 +74,7 @@ def load_image_gt(dataset, config, image_id, augmentation=None, *, use_mini_mask
         bbox: int32 [N, (y1, x1, y2, x2)] tight boxes around the masks.
         mask: bool [H, W, N], or [mini_h, mini_w, N] with mini masks.
     """
-    image = dataset.load_image(image_id)
+    image = load_image_with_channels(dataset, image_id, config.IMAGE_CHANNEL_COUNT)
     mask, class_ids = dataset.load_mask(image_id)
     image, mask, class_ids = _checked_sample(dataset, config, image_id, image, mask, class_ids)
     original_shape = image.shape

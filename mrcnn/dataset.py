@@ -16,15 +16,16 @@ Ids: ``add_class``/``add_image`` take the *source* ids (whatever the source uses
 after ``prepare()`` every class and image also has an internal id: its index in
 ``class_info`` / ``image_info``. Internal class 0 is always the background.
 """
+import inspect
 import os
 import warnings
 
 import numpy as np
 import skimage.io
 
-from mrcnn.images import to_rgb, to_uint8
+from mrcnn.images import to_channels, to_uint8
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "load_image_with_channels"]
 
 # Attributes that only exist after prepare(); a clear message beats a bare AttributeError.
 _PREPARED_ATTRIBUTES = frozenset({
@@ -164,12 +165,14 @@ class Dataset:
     #  Loading
     ############################################################
 
-    def load_image(self, image_id):
-        """Reads the image file as uint8 RGB [H, W, 3].
+    def load_image(self, image_id, channels=3):
+        """Reads the image file as uint8 [H, W, channels]; the default is RGB.
 
-        Gray images are replicated to 3 channels, alpha is dropped, 16-bit and float
-        images are rescaled to uint8. A missing or unreadable file raises an error
-        naming the path.
+        channels: ``IMAGE_CHANNEL_COUNT`` (training and evaluation pass the
+            config's): 3 replicates gray and drops alpha, 1 gives gray (luma), 4
+            gives RGBA (see ``images.to_channels``). 16-bit and float images are
+            rescaled to uint8. A missing or unreadable file raises an error naming
+            the path.
         """
         path = self.image_info[image_id]["path"]
         if path is None or not os.path.isfile(path):
@@ -179,7 +182,7 @@ class Dataset:
             image = skimage.io.imread(path)
         except Exception as err:
             raise ValueError(f"load_image: cannot read image {image_id} from {path!r}: {err}") from err
-        return to_rgb(to_uint8(image, source=path), source=path)
+        return to_channels(to_uint8(image, source=path), channels, source=path)
 
     def load_mask(self, image_id):
         """Instance masks of an image. Override for your dataset.
@@ -195,3 +198,24 @@ class Dataset:
             f"{type(self).__name__}.load_mask is not overridden: image {image_id} gets no instances",
             stacklevel=2)
         return np.empty([0, 0, 0], dtype=bool), np.empty([0], dtype=np.int32)
+
+
+def load_image_with_channels(dataset, image_id, channels):
+    """``dataset.load_image(image_id)`` with ``channels`` channels (``IMAGE_CHANNEL_COUNT``).
+
+    A ``load_image`` that takes a ``channels`` argument (the base class's does)
+    is asked for that count; one overridden without it (Matterport's signature)
+    must return it itself. Raises ValueError naming the image otherwise.
+    """
+    load = dataset.load_image
+    if "channels" in inspect.signature(load).parameters:
+        image = np.asarray(load(image_id, channels=channels))
+    else:
+        image = np.asarray(load(image_id))
+    if image.ndim != 3 or image.shape[2] != channels:
+        raise ValueError(
+            f"image {image_id} ({dataset.image_reference(image_id)}): "
+            f"{type(dataset).__name__}.load_image returned shape {image.shape}; expected "
+            f"[H, W, {channels}] (IMAGE_CHANNEL_COUNT). Return that many channels, or give "
+            f"load_image a `channels` argument and convert with mrcnn.images.to_channels")
+    return image
