@@ -300,6 +300,7 @@ class DataGenerator(keras.utils.PyDataset):
         next image of the epoch order that has some; replacements are counted in
         ``skipped_count`` / ``skipped_image_ids`` and logged. False keeps such images:
         all their anchors are negatives and their GT arrays are all padding.
+        ``MaskRCNN.train`` passes ``not config.TRAIN_IMAGES_WITHOUT_INSTANCES`` (default: kept).
     seed: makes the order and the random sampling reproducible; each batch draws from
         its own generator seeded by (seed, epoch, idx), so workers never share a stream.
     no_augmentation_sources: sources whose images are never augmented.
@@ -386,7 +387,8 @@ class DataGenerator(keras.utils.PyDataset):
                 return sample
             self._note_skipped(image_id)
         raise ValueError(f"DataGenerator: none of the {num_images} images has any instance; "
-                         f"check load_mask, or pass skip_empty=False to train on empty images")
+                         f"check load_mask, or pass skip_empty=False (train(): Config."
+                         f"TRAIN_IMAGES_WITHOUT_INSTANCES = True) to train on empty images")
 
     def _note_skipped(self, image_id):
         with self._lock:
