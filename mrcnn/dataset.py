@@ -21,9 +21,9 @@ import os
 import warnings
 
 import numpy as np
-import skimage.io
 
-from mrcnn.images import to_channels, to_uint8
+from mrcnn.errors import DatasetError
+from mrcnn.images import read_image, to_channels
 
 __all__ = ["Dataset", "load_image_with_channels"]
 
@@ -166,23 +166,26 @@ class Dataset:
     ############################################################
 
     def load_image(self, image_id, channels=3):
-        """Reads the image file as uint8 [H, W, channels]; the default is RGB.
+        """Reads the image file as uint8 [H, W, channels] (``mrcnn.images.read_image``);
+        the default is RGB.
 
-        channels: ``IMAGE_CHANNEL_COUNT`` (training and evaluation pass the
-            config's): 3 replicates gray and drops alpha, 1 gives gray (luma), 4
-            gives RGBA (see ``images.to_channels``). 16-bit and float images are
-            rescaled to uint8. A missing or unreadable file raises an error naming
-            the path.
+        channels: ``IMAGE_CHANNEL_COUNT`` (training and evaluation pass the config's):
+            1 gray, 3 RGB, 4 RGBA. Every PIL mode is converted alike: CMYK and palette
+            to RGB as PIL does, gray replicated, a dropped alpha not blended, a missing
+            one opaque, 16-bit rescaled to uint8. Other counts need an override of
+            this method. A missing file raises FileNotFoundError, an undecodable or
+            truncated one DatasetError, both naming the image and its path.
         """
         path = self.image_info[image_id]["path"]
         if path is None or not os.path.isfile(path):
             raise FileNotFoundError(
                 f"load_image: image {image_id} ({self.image_reference(image_id)}): no file at {path!r}")
         try:
-            image = skimage.io.imread(path)
-        except Exception as err:
-            raise ValueError(f"load_image: cannot read image {image_id} from {path!r}: {err}") from err
-        return to_channels(to_uint8(image, source=path), channels, source=path)
+            if channels not in (1, 3, 4):  # read_image's counts; to_channels explains the rest
+                return to_channels(read_image(path, 4), channels, source=path)
+            return read_image(path, channels)
+        except DatasetError as err:
+            raise DatasetError(f"load_image: cannot read image {image_id}: {err}") from err
 
     def load_mask(self, image_id):
         """Instance masks of an image. Override for your dataset.
