@@ -300,8 +300,8 @@ class DataGenerator(keras.utils.PyDataset):
         ``MaskRCNN.train`` passes ``not config.TRAIN_IMAGES_WITHOUT_INSTANCES`` (default: kept).
         An image whose file cannot be decoded (``DatasetError``, e.g. a JPEG truncated
         after a valid header, which only shows when the image is first read) is always
-        replaced the same way, counted, named in the log, and not read again; the epoch
-        keeps its length. Any other failure raises ``ImageLoadError`` naming the image.
+        replaced the same way, counted, named in the log, and not read again
+        (``unreadable_image_ids``); the epoch keeps its length. Any other failure raises ``ImageLoadError`` naming the image.
     seed: makes the order and the random sampling reproducible; each batch draws from
         its own generator seeded by (seed, epoch, idx), so workers never share a stream.
     no_augmentation_sources: sources whose images are never augmented.
