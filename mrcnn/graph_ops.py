@@ -16,6 +16,9 @@ __all__ = [
     "per_class_non_max_suppression",
     "crop_and_resize",
     "read_after",
+    "replicas_in_sync",
+    "replica_id",
+    "replica_sum",
 ]
 
 
@@ -146,3 +149,37 @@ def read_after(variable, dependency):
     """
     with tf.control_dependencies([dependency]):
         return tf.identity(variable)
+
+
+# --- tf.distribute replica context (see mrcnn.distribute for the strategies) ---
+
+def _replica_context():
+    """The replica context of a step run by ``strategy.run`` (the default
+    strategy's outside any strategy); None in a cross-replica context."""
+    return tf.distribute.get_replica_context()
+
+
+def replicas_in_sync():
+    """How many replicas compute the current step together (a python int, 1
+    outside any ``tf.distribute`` strategy)."""
+    context = _replica_context()
+    return int(context.num_replicas_in_sync) if context is not None else 1
+
+
+def replica_id():
+    """int32 scalar: this replica's index in ``[0, replicas_in_sync())``, 0 outside
+    a strategy. Under ``MultiWorkerMirroredStrategy`` the index runs over all
+    workers' replicas (worker-major), as the global batch is split."""
+    context = _replica_context()
+    if context is None:
+        return tf.constant(0, tf.int32)
+    return tf.cast(context.replica_id_in_sync_group, tf.int32)
+
+
+def replica_sum(values):
+    """Sum of ``values`` (a tensor or a list of tensors) over the replicas in
+    sync, every replica getting the result; ``values`` itself with one replica."""
+    context = _replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return values
+    return context.all_reduce(tf.distribute.ReduceOp.SUM, values)

@@ -5,9 +5,13 @@ loss keeps the full, statically shaped tensors and masks out the rows that do no
 count, which gives the same values and gradients, works with XLA, and lets each
 loss return exactly 0.0 (not NaN) when nothing contributes.
 
-All functions take batched tensors and return a float32 scalar.
+All functions take batched tensors and return a float32 scalar. Under a
+``tf.distribute`` strategy each replica returns its share of the global batch's
+mean (see ``_masked_mean``).
 """
 from keras import ops
+
+from mrcnn import graph_ops
 
 
 def _safe_mean(total, count):
@@ -21,10 +25,15 @@ def _masked_mean(values, mask):
 
     ``ops.where`` rather than a product, so that a non-finite value in an excluded
     row cannot leak into the result.
+
+    Under a ``tf.distribute`` strategy the count is summed over the replicas, so
+    each replica returns its rows' sum over the global count: the replicas' values
+    (and the gradients Keras sums over them) add up to the mean of the global
+    batch, i.e. N replicas with k images each train as one device with N*k images.
     """
     mask = ops.broadcast_to(mask, ops.shape(values))
     total = ops.sum(ops.where(mask, values, ops.zeros_like(values)))
-    return _safe_mean(total, ops.sum(ops.cast(mask, "float32")))
+    return _safe_mean(total, graph_ops.replica_sum(ops.sum(ops.cast(mask, "float32"))))
 
 
 def _float(x):

@@ -9,6 +9,7 @@ import os
 import numpy as np
 
 from mrcnn import boxes as box_utils
+from mrcnn import distribute
 from mrcnn import graph
 from mrcnn import images as image_utils
 from mrcnn import network_io
@@ -44,17 +45,25 @@ class MaskRCNN(MatterportCompat):
         mode: "training" or "inference".
         config: a `mrcnn.config.Config` subclass instance.
         model_dir: folder for training logs and checkpoints.
+        strategy: training only, any ``tf.distribute.Strategy``; None chooses one
+            from TF_CONFIG and GPU_COUNT (``mrcnn.distribute.choose_strategy``).
+            ``self.config`` then has BATCH_SIZE = IMAGES_PER_GPU x replicas in sync.
+            Inference models are built outside any strategy, on one device.
     """
 
-    def __init__(self, mode, config, model_dir):
+    def __init__(self, mode, config, model_dir, strategy=None):
         if mode not in ("training", "inference"):
             raise ValueError(f'mode must be "training" or "inference", not {mode!r}')
         self.mode = mode
+        self.strategy = (distribute.choose_strategy(config, strategy) if mode == "training"
+                         else distribute.default_strategy())
+        config = distribute.config_for_strategy(config, self.strategy)
         self.config = config
         self.model_dir = model_dir
         self._anchor_cache = {}
         self.set_log_dir()
-        self.keras_model = self.build(mode, config)
+        with self.strategy.scope():
+            self.keras_model = self.build(mode, config)
 
     # === Graph ===
 
@@ -185,10 +194,11 @@ class MaskRCNN(MatterportCompat):
     def compile(self, learning_rate, momentum):
         # Keras 2's clipnorm (Matterport's) scaled all gradients by their joint
         # norm; in Keras 3 that is global_clipnorm (clipnorm clips each tensor).
-        optimizer = training.SGDWithL2(l2=self.config.WEIGHT_DECAY, learning_rate=learning_rate,
-                                       momentum=momentum,
-                                       global_clipnorm=self.config.GRADIENT_CLIP_NORM)
-        self.keras_model.compile(optimizer=optimizer)
+        with self.strategy.scope():
+            optimizer = training.SGDWithL2(l2=self.config.WEIGHT_DECAY, learning_rate=learning_rate,
+                                           momentum=momentum,
+                                           global_clipnorm=self.config.GRADIENT_CLIP_NORM)
+            self.keras_model.compile(optimizer=optimizer)
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,

@@ -76,10 +76,13 @@ class SGDWithL2(keras.optimizers.SGD):
         self.l2 = float(l2)
 
     def apply(self, grads, trainable_variables=None):
+        # Under tf.distribute, sum the replicas' gradients first, so the L2 term is
+        # added once and clipping sees the global norm; Keras would clip each
+        # replica's part and all-reduce afterwards (skipped: see below).
+        grads = _sum_over_replicas(list(grads))
         if self.l2:
             variables = (trainable_variables if trainable_variables is not None
                          else self._trainable_variables)
-            grads = list(grads)
             for i, (grad, variable) in enumerate(zip(grads, variables)):
                 factor = None if grad is None else losses.l2_weight_decay_factor(variable, self.l2)
                 if factor is not None:
@@ -87,8 +90,24 @@ class SGDWithL2(keras.optimizers.SGD):
                     grads[i] = grad + factor * keras.ops.cast(weight, grad.dtype)
         return super().apply(grads, trainable_variables)
 
+    def _all_reduce_sum_gradients(self, grads_and_vars):
+        # Keras' TensorFlow optimizer all-reduces here, after clipping; apply()
+        # has already summed the gradients over the replicas.
+        return list(grads_and_vars)
+
     def get_config(self):
         return {**super().get_config(), "l2": self.l2}
+
+
+def _sum_over_replicas(grads):
+    """``grads`` summed over the replicas in sync (None entries kept)."""
+    present = [i for i, grad in enumerate(grads) if grad is not None]
+    if graph_ops.replicas_in_sync() == 1 or not present:
+        return grads
+    summed = graph_ops.replica_sum([grads[i] for i in present])
+    for i, grad in zip(present, summed):
+        grads[i] = grad
+    return grads
 
 
 class TrainingGraph(keras.Model):
@@ -108,6 +127,16 @@ class TrainingGraph(keras.Model):
     def metrics(self):
         return super().metrics + list(self.loss_trackers.values())
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # Under tf.distribute, Keras' TensorFlow trainer averages the replicas' first
+        # batch only to read its shapes, which fails on the bool gt masks. This graph
+        # is built when made and compiled without Keras losses or metrics, so no
+        # batch is needed: only the optimizer is left to build.
+        needs_batch = self._compile_loss is not None or self._compile_metrics is not None
+        if iterator is not None and data_batch is None and self.built and not needs_batch:
+            iterator, data_batch = None, ()
+        return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
     def mask_rcnn_losses(self, x, y_pred):
         return {
             "rpn_class_loss": losses.rpn_class_loss(x["input_rpn_match"], y_pred["rpn_class_logits"]),
@@ -123,15 +152,20 @@ class TrainingGraph(keras.Model):
         }
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        # Under tf.distribute each loss is this replica's share of the global mean
+        # (losses._masked_mean) and the replicas' values add up, which is the
+        # scaling Keras expects of compute_loss; the trackers average over the
+        # replicas, so they get the share times the replica count.
+        replicas = graph_ops.replicas_in_sync()
         parts = self.mask_rcnn_losses(x, y_pred)
         total = 0.0
         for name, value in parts.items():
-            self.loss_trackers[name].update_state(value)
+            self.loss_trackers[name].update_state(value * replicas)
             total = total + self.loss_weights_by_name.get(name, 1.0) * value
         if self.weight_decay:
             # Reported only: its gradient is added by the optimizer (training.SGDWithL2).
             total = total + ops.stop_gradient(
-                losses.l2_weight_decay(self.trainable_weights, self.weight_decay))
+                losses.l2_weight_decay(self.trainable_weights, self.weight_decay)) / replicas
         return total
 
 

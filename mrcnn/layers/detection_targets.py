@@ -27,6 +27,21 @@ def _first_k_order(candidates, keys):
                      sorted=True)[1]
 
 
+def _split_invariant_uniform(shape, seed_generator):
+    """Uniform keys ``[B, N]`` for this replica's images.
+
+    Under ``tf.distribute`` every replica draws the keys of the whole global
+    batch (the seed state is mirrored) and keeps its own rows, so an image samples
+    the same ROIs however the global batch is split over replicas.
+    """
+    replicas = graph_ops.replicas_in_sync()
+    if replicas == 1:
+        return keras.random.uniform(shape, seed=seed_generator)
+    batch, width = shape[0], shape[1]
+    keys = keras.random.uniform((batch * replicas, width), seed=seed_generator)
+    return ops.slice(keys, (graph_ops.replica_id() * batch, 0), (batch, width))
+
+
 def _gather_rows(x, index):
     """``x [B, N, ...]``, ``index int [B, T]`` -> ``[B, T, ...]``."""
     extra = len(x.shape) - 2
@@ -140,7 +155,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         negative quota is that of an image with ``positive_cap`` positives.
         """
         T = self.train_rois_per_image
-        keys = keras.random.uniform(ops.shape(positive), seed=self.seed_generator)
+        keys = _split_invariant_uniform(ops.shape(positive), self.seed_generator)
         pos_order = _first_k_order(positive, keys)
         neg_order = _first_k_order(negative, keys)
 

@@ -1,0 +1,102 @@
+"""Which ``tf.distribute`` strategy trains a model, and which process writes the run folder.
+
+With TensorFlow's graph ops (``graph_ops``), the package's one other
+backend-specific module: another backend would choose its devices here only.
+
+Semantics (``MaskRCNN(..., strategy=...)``): ``IMAGES_PER_GPU`` images per replica,
+``BATCH_SIZE = IMAGES_PER_GPU * replicas in sync`` (the data generator yields global
+batches, Keras splits them over the replicas); the losses are means over the global
+batch (``losses._masked_mean``), the gradients are summed over the replicas before
+L2 and clipping (``training.SGDWithL2``); trained BatchNorm normalises per replica;
+the learning rate is not rescaled. Only the chief writes checkpoints and logs.
+"""
+
+import copy
+import json
+import logging
+import os
+
+import tensorflow as tf
+
+from mrcnn.errors import ConfigError
+
+__all__ = ["choose_strategy", "default_strategy", "config_for_strategy", "is_chief", "worker_count",
+           "COLLECTIVE_TIMEOUT_S"]
+
+log = logging.getLogger("mrcnn")
+
+# A collective (gradient all-reduce) that waits longer than this for a peer fails,
+# so a lost worker stops the others in bounded time instead of a hang.
+COLLECTIVE_TIMEOUT_S = 60
+
+
+def _tf_config(environ=None):
+    """The parsed ``TF_CONFIG`` (empty dict when unset)."""
+    text = (os.environ if environ is None else environ).get("TF_CONFIG", "")
+    if not text.strip():
+        return {}
+    try:
+        parsed = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise ConfigError(f"TF_CONFIG is not valid JSON ({err}): {text[:200]!r}") from None
+    if not isinstance(parsed, dict):
+        raise ConfigError(f"TF_CONFIG must be a JSON object with 'cluster' and 'task', got {text[:200]!r}")
+    return parsed
+
+
+def worker_count(environ=None):
+    """Processes named by ``TF_CONFIG``'s cluster (chief + workers); 0 without TF_CONFIG."""
+    cluster = _tf_config(environ).get("cluster", {})
+    return sum(len(cluster.get(job, [])) for job in ("chief", "worker"))
+
+
+def choose_strategy(config, strategy=None, environ=None):
+    """The strategy that trains a model of `config`.
+
+    An explicit `strategy` (any ``tf.distribute.Strategy``) wins; then a ``TF_CONFIG``
+    with more than one worker -> ``MultiWorkerMirroredStrategy``; then
+    ``GPU_COUNT > 1`` -> ``MirroredStrategy`` over the first ``GPU_COUNT`` visible
+    GPUs (``ConfigError`` when there are fewer); else the default strategy (one
+    device).
+    """
+    if strategy is not None:
+        if not isinstance(strategy, tf.distribute.Strategy):
+            raise TypeError(f"strategy must be a tf.distribute.Strategy, got {type(strategy).__name__}")
+        return strategy
+    if worker_count(environ) > 1:
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
+        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
+    wanted = int(config.GPU_COUNT)
+    if wanted <= 1:
+        return default_strategy()
+    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
+    if len(gpus) < wanted:
+        raise ConfigError(
+            f"{type(config).__name__}.GPU_COUNT = {wanted}, but TensorFlow sees "
+            f"{len(gpus)} GPU(s){': ' + ', '.join(gpus) if gpus else ''}; lower GPU_COUNT "
+            f"(or --gpus) or check CUDA_VISIBLE_DEVICES")
+    return tf.distribute.MirroredStrategy(gpus[:wanted])
+
+
+def default_strategy():
+    """The default strategy: one device, no distribution."""
+    return tf.distribute.get_strategy()
+
+
+def config_for_strategy(config, strategy):
+    """`config`, or a copy of it whose ``BATCH_SIZE`` is ``IMAGES_PER_GPU`` times
+    the strategy's replicas in sync (the global batch)."""
+    batch = int(config.IMAGES_PER_GPU) * int(strategy.num_replicas_in_sync)
+    if config.BATCH_SIZE == batch:
+        return config
+    log.info("%s replicas in sync: BATCH_SIZE %d = IMAGES_PER_GPU %d x %d",
+             strategy.num_replicas_in_sync, batch, config.IMAGES_PER_GPU,
+             strategy.num_replicas_in_sync)
+    config = copy.copy(config)
+    config.BATCH_SIZE = batch
+    return config
+
+
+def is_chief(strategy):
+    """True for the one process that writes checkpoints and logs (always, on one machine)."""
+    return bool(strategy.extended.should_checkpoint)

@@ -1,0 +1,84 @@
+"""Run by tests/test_distribute.py in its own process (TensorFlow's devices must be
+split before anything initialises them): one training step of a tiny Mask R-CNN on
+one device with a global batch of 2 images, and under MirroredStrategy over two
+logical CPU devices with 1 image each. Prints a JSON line of both runs' losses and
+their largest weight difference."""
+
+import json
+import sys
+
+import tensorflow as tf
+
+cpu = tf.config.list_physical_devices("CPU")[0]
+tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+
+import keras  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mrcnn.config import Config  # noqa: E402
+from mrcnn.data import DataGenerator  # noqa: E402
+from mrcnn.model import MaskRCNN  # noqa: E402
+from samples.shapes import ShapesDataset  # noqa: E402
+
+
+class TinyConfig(Config):
+    NAME = "dist"
+    NUM_CLASSES = 4
+    BACKBONE = "resnet50"
+    IMAGE_MIN_DIM = IMAGE_MAX_DIM = 128
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    PRE_NMS_LIMIT = 500
+    POST_NMS_ROIS_TRAINING = 64
+    TRAIN_ROIS_PER_IMAGE = 16
+    RPN_TRAIN_ANCHORS_PER_IMAGE = 32
+    MAX_GT_INSTANCES = 4
+    MINI_MASK_SHAPE = (28, 28)
+    TRAIN_BN = False
+    # Small enough that clipping is active: it must see the global gradient's norm.
+    GRADIENT_CLIP_NORM = 0.5
+
+
+def one_step(images_per_gpu, strategy, batch):
+    config = type("Config", (TinyConfig,), {"IMAGES_PER_GPU": images_per_gpu})()
+    keras.utils.set_random_seed(0)  # same initial weights and ROI-sampling seed state
+    model = MaskRCNN("training", config, "/nonexistent", strategy=strategy)
+    model.set_trainable(".*", verbose=0)
+    model.compile(0.2, 0.9)
+    history = model.keras_model.fit(batch, batch_size=2, epochs=1, shuffle=False, verbose=0)
+    losses = {name: float(values[-1]) for name, values in history.history.items()}
+    return model, losses
+
+
+def main():
+    dataset = ShapesDataset()
+    dataset.load_shapes(2, 128, 128, seed=3)
+    dataset.prepare()
+    generator_config = type("Config", (TinyConfig,), {"IMAGES_PER_GPU": 2})()
+    np.random.seed(0)
+    batch = DataGenerator(dataset, generator_config, shuffle=False)[0]
+
+    single, single_losses = one_step(2, None, batch)
+    strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
+    mirrored, mirrored_losses = one_step(1, strategy, batch)
+    weight_diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                      for a, b in zip(single.keras_model.get_weights(),
+                                      mirrored.keras_model.get_weights()))
+    moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
+                for a, b in zip(single.keras_model.get_weights(), initial_weights(TinyConfig)))
+    print(json.dumps({
+        "replicas": strategy.num_replicas_in_sync,
+        "mirrored_batch_size": mirrored.config.BATCH_SIZE,
+        "single": single_losses, "mirrored": mirrored_losses,
+        "weight_diff": weight_diff, "weights_moved": moved,
+    }))
+    return 0
+
+
+def initial_weights(config_class):
+    config = type("Config", (config_class,), {"IMAGES_PER_GPU": 2})()
+    keras.utils.set_random_seed(0)
+    return MaskRCNN("training", config, "/nonexistent").keras_model.get_weights()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
