@@ -19,6 +19,7 @@ __all__ = [
     "replicas_in_sync",
     "replica_id",
     "replica_sum",
+    "replicas_span_workers",
 ]
 
 
@@ -183,3 +184,10 @@ def replica_sum(values):
     if context is None or context.num_replicas_in_sync == 1:
         return values
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
+
+
+def replicas_span_workers():
+    """True when the current strategy's replicas live in several processes
+    (``MultiWorkerMirroredStrategy`` with more than one worker)."""
+    strategy = tf.distribute.get_strategy()
+    return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)

@@ -227,7 +227,10 @@ class MaskRCNN(MatterportCompat):
                                  skip_empty=skip_empty, **loader)
                    if val_dataset is not None and config.VALIDATION_STEPS else None)
 
-        os.makedirs(self.log_dir, exist_ok=True)
+        # Under MultiWorkerMirroredStrategy only the chief writes into the run folder.
+        chief = distribute.is_chief(self.strategy)
+        if chief:
+            os.makedirs(self.log_dir, exist_ok=True)
         logger.info("Starting at epoch %d, LR=%s; checkpoints in %s", self.epoch, learning_rate, self.log_dir)
         trainable = self.set_trainable(regex, verbose=0)
         if not trainable:
@@ -240,8 +243,9 @@ class MaskRCNN(MatterportCompat):
             steps_per_epoch=config.STEPS_PER_EPOCH,
             validation_data=val_gen,
             validation_steps=config.VALIDATION_STEPS if val_gen is not None else None,
-            callbacks=training.training_callbacks(self.log_dir, config.NAME, self.keras_model,
-                                                  custom_callbacks),
+            callbacks=(training.training_callbacks(self.log_dir, config.NAME, self.keras_model,
+                                                   custom_callbacks) if chief
+                       else training.worker_callbacks(custom_callbacks)),
             verbose=verbose,
         )
         self.epoch = max(self.epoch, epochs)

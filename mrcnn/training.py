@@ -99,6 +99,16 @@ class SGDWithL2(keras.optimizers.SGD):
         return {**super().get_config(), "l2": self.l2}
 
 
+def _logs_for_worker_reduction(logs):
+    """Keras 3 averages each log over MultiWorkerMirroredStrategy's workers along
+    axis 0, which a scalar lacks (tensorflow/tensorflow#72388): give scalars that
+    axis there; the mean over it is the scalar again."""
+    if not graph_ops.replicas_span_workers():
+        return logs
+    return {name: ops.reshape(value, (1,)) if len(ops.shape(value)) == 0 else value
+            for name, value in logs.items()}
+
+
 def _sum_over_replicas(grads):
     """``grads`` summed over the replicas in sync (None entries kept)."""
     present = [i for i, grad in enumerate(grads) if grad is not None]
@@ -126,6 +136,12 @@ class TrainingGraph(keras.Model):
     @property
     def metrics(self):
         return super().metrics + list(self.loss_trackers.values())
+
+    def train_step(self, data):
+        return _logs_for_worker_reduction(super().train_step(data))
+
+    def test_step(self, data):
+        return _logs_for_worker_reduction(super().test_step(data))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under tf.distribute, Keras' TensorFlow trainer averages the replicas' first
@@ -270,3 +286,8 @@ def training_callbacks(log_dir, name, keras_model, extra=None):
         keras.callbacks.CSVLogger(os.path.join(log_dir, "training_log.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
     ] + list(extra or [])
+
+
+def worker_callbacks(extra=None):
+    """The callbacks of a worker that is not the chief: nothing that writes files."""
+    return [keras.callbacks.TerminateOnNaN()] + list(extra or [])
