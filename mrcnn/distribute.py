@@ -11,17 +11,19 @@ L2 and clipping (``training.SGDWithL2``); trained BatchNorm normalises per repli
 the learning rate is not rescaled. Only the chief writes checkpoints and logs.
 """
 
+import contextlib
 import copy
 import json
 import logging
 import os
+import re
 
 import tensorflow as tf
 
 from mrcnn.errors import ConfigError
 
 __all__ = ["choose_strategy", "default_strategy", "config_for_strategy", "is_chief", "worker_count",
-           "COLLECTIVE_TIMEOUT_S"]
+           "spans_workers", "stop_on_lost_worker", "WorkerLostError", "COLLECTIVE_TIMEOUT_S"]
 
 log = logging.getLogger("mrcnn")
 
@@ -100,3 +102,35 @@ def config_for_strategy(config, strategy):
 def is_chief(strategy):
     """True for the one process that writes checkpoints and logs (always, on one machine)."""
     return bool(strategy.extended.should_checkpoint)
+
+
+def spans_workers(strategy):
+    """True when `strategy`'s replicas live in several processes."""
+    return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+
+
+class WorkerLostError(RuntimeError):
+    """Another process of a multi-worker run stopped, so this one cannot go on."""
+
+
+# What a collective raises when a peer stops sending heartbeats or times out.
+_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                tf.errors.CancelledError)
+
+
+@contextlib.contextmanager
+def stop_on_lost_worker(strategy, log_dir):
+    """Turn a multi-worker collective failure into a `WorkerLostError` naming the
+    lost task(s) and the folder whose last checkpoint resumes the run."""
+    try:
+        yield
+    except _PEER_ERRORS as err:
+        if not spans_workers(strategy):
+            raise
+        text = str(err)
+        tasks = sorted(set(re.findall(r"/job:\w+/replica:\d+/task:\d+", text))
+                       or set(re.findall(r"/job:\w+/task:\d+", text)))
+        raise WorkerLostError(
+            f"training stopped: lost contact with worker {', '.join(tasks) or '(task not named)'} "
+            f"({type(err).__name__}). The last checkpoint in {log_dir} is complete; restart "
+            f"every worker with --weights=last to resume.") from err

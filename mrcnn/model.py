@@ -236,18 +236,19 @@ class MaskRCNN(MatterportCompat):
         if not trainable:
             raise ValueError(f"layers={layers!r} matches no weighted layer")
         self.compile(learning_rate, config.LEARNING_MOMENTUM)
-        history = self.keras_model.fit(
-            train_gen,
-            initial_epoch=self.epoch,
-            epochs=epochs,
-            steps_per_epoch=config.STEPS_PER_EPOCH,
-            validation_data=val_gen,
-            validation_steps=config.VALIDATION_STEPS if val_gen is not None else None,
-            callbacks=(training.training_callbacks(self.log_dir, config.NAME, self.keras_model,
-                                                   custom_callbacks) if chief
-                       else training.worker_callbacks(custom_callbacks)),
-            verbose=verbose,
-        )
+        with distribute.stop_on_lost_worker(self.strategy, self.log_dir):
+            history = self.keras_model.fit(
+                train_gen,
+                initial_epoch=self.epoch,
+                epochs=epochs,
+                steps_per_epoch=config.STEPS_PER_EPOCH,
+                validation_data=val_gen,
+                validation_steps=config.VALIDATION_STEPS if val_gen is not None else None,
+                callbacks=(training.training_callbacks(self.log_dir, config.NAME, self.keras_model,
+                                                       custom_callbacks) if chief
+                           else training.worker_callbacks(custom_callbacks)),
+                verbose=verbose,
+            )
         self.epoch = max(self.epoch, epochs)
         return history
 

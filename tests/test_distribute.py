@@ -1,17 +1,24 @@
-"""Training under tf.distribute (mrcnn.distribute): strategy choice and the
-one-device equivalence of MirroredStrategy over two logical CPU devices."""
+"""Training under tf.distribute (mrcnn.distribute): strategy choice, the
+one-device equivalence of MirroredStrategy over two logical CPU devices, and
+MultiWorkerMirroredStrategy with two worker processes on 127.0.0.1 (each run in
+subprocesses, so this process' TensorFlow devices stay as they are)."""
 
 import json
 import os
+import signal
+import socket
 import subprocess
 import sys
+import time
 
+import numpy as np
 import pytest
 import tensorflow as tf
 
-from mrcnn import distribute
+from mrcnn import distribute, training
 from mrcnn.config import Config
 from mrcnn.errors import ConfigError
+from mrcnn.model import MaskRCNN
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -76,3 +83,95 @@ def test_two_replicas_train_as_one_device_with_the_global_batch():
     # summed twice, an L2 term added per replica or per-replica clipping shows.
     assert report["weights_moved"] > 1e-4
     assert report["weight_diff"] <= 1e-5
+
+
+# --- MultiWorkerMirroredStrategy: two processes on 127.0.0.1 -------------------------
+
+WORKER = os.path.join(ROOT, "tests", "distribute_worker.py")
+
+
+def _free_ports(count):
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
+
+
+def _start_workers(model_dir, tmp_path, epochs):
+    addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
+    workers = []
+    for index in range(2):
+        tf_config = {"cluster": {"worker": addresses}, "task": {"type": "worker", "index": index}}
+        env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
+        log = open(tmp_path / f"worker{index}.log", "w")
+        workers.append((subprocess.Popen(
+            [sys.executable, WORKER, str(model_dir), str(tmp_path / f"weights{index}.npz"), str(epochs)],
+            cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
+    return workers
+
+
+def _files(folder):
+    return sorted(os.path.relpath(os.path.join(d, f), folder)
+                  for d, _, names in os.walk(folder) for f in names)
+
+
+def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
+    model_dir = tmp_path / "logs"
+    model_dir.mkdir()
+    workers = _start_workers(model_dir, tmp_path, epochs=3)
+    for index, (process, log) in enumerate(workers):
+        process.wait(timeout=900)
+        log.close()
+        assert process.returncode == 0, (tmp_path / f"worker{index}.log").read_text()[-3000:]
+    assert "replicas=2 batch=2" in (tmp_path / "worker1.log").read_text()
+    first, second = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
+    assert len(first.files) > 100
+    for key in first.files:
+        np.testing.assert_array_equal(first[key], second[key])
+    files = _files(model_dir)
+    runs = {path.split(os.sep)[0] for path in files}
+    assert len(runs) == 1, files
+    run = runs.pop()
+    checkpoints = [f for f in files if f.endswith(".h5")]
+    assert checkpoints == [os.path.join(run, f"mask_rcnn_mwms_000{i}.h5") for i in (1, 2, 3)]
+    assert len([f for f in files if "tfevents" in f]) == 1
+    assert len([f for f in files if f.endswith("training_log.csv")]) == 1
+
+
+def test_a_killed_worker_stops_the_other_with_a_clear_error(tmp_path):
+    model_dir = tmp_path / "logs"
+    model_dir.mkdir()
+    (chief, chief_log), (other, other_log) = _start_workers(model_dir, tmp_path, epochs=500)
+    try:
+        deadline = time.monotonic() + 900
+        while not any(f.endswith("_0002.h5") for f in _files(model_dir)):
+            assert chief.poll() is None and other.poll() is None, "a worker exited early"
+            assert time.monotonic() < deadline, "no checkpoint after 900 s"
+            time.sleep(0.5)
+        other.send_signal(signal.SIGKILL)
+        killed_at = time.monotonic()
+        chief.wait(timeout=120)
+        assert time.monotonic() - killed_at < 120
+    finally:
+        for process, log in ((chief, chief_log), (other, other_log)):
+            if process.poll() is None:
+                process.kill()
+                process.wait()
+            log.close()
+    output = (tmp_path / "worker0.log").read_text()
+    assert chief.returncode != 0
+    assert "WorkerLostError" in output and "/job:worker/replica:0/task:1" in output, output[-3000:]
+    # The checkpoints written before the loss are complete: the last one loads.
+    last = training.find_last(str(model_dir), "mwms")
+    sys.path.insert(0, os.path.join(ROOT, "tests"))
+    try:
+        from distribute_worker import WorkerConfig
+    finally:
+        sys.path.pop(0)
+    model = MaskRCNN("training", WorkerConfig(), str(tmp_path / "reload"))
+    model.load_weights(last)
+    assert model.epoch >= 2
