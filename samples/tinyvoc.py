@@ -292,7 +292,8 @@ def make_config(args, inference, weights, train_images=None, val_images=None):
     if getattr(args, "min_confidence", None) is not None:
         overrides["DETECTION_MIN_CONFIDENCE"] = args.min_confidence
     if not inference:
-        batch = base.IMAGES_PER_GPU * base.GPU_COUNT
+        overrides["GPU_COUNT"] = getattr(args, "gpus", None) or base.GPU_COUNT
+        batch = base.IMAGES_PER_GPU * overrides["GPU_COUNT"]
         if getattr(args, "steps", None):
             overrides["STEPS_PER_EPOCH"] = args.steps
         elif train_images:
@@ -503,6 +504,9 @@ def build_parser():
                        help="validation steps per epoch (default: one pass over the val split)")
     train.add_argument("--no-augment", action="store_true",
                        help="no horizontal flip / scale augmentation")
+    train.add_argument("--gpus", type=_positive_int, default=None, metavar="N",
+                       help="train on N GPUs of this machine (MirroredStrategy); TF_CONFIG "
+                            "with several workers trains on several machines (see README)")
 
     evaluate = add("evaluate", cmd_evaluate, "COCO bbox and segm mAP on the held-out split")
     add_split(evaluate)

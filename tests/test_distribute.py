@@ -175,3 +175,21 @@ def test_a_killed_worker_stops_the_other_with_a_clear_error(tmp_path):
     model = MaskRCNN("training", WorkerConfig(), str(tmp_path / "reload"))
     model.load_weights(last)
     assert model.epoch >= 2
+
+
+def test_tinyvoc_train_with_more_gpus_than_visible_is_one_line_error(tmp_path):
+    from samples.synthetic_tinyvoc import write_synthetic_tinyvoc
+    write_synthetic_tinyvoc(str(tmp_path / "data"), n_train=4, n_test=1, seed=1, with_defects=False)
+    gpus = len(tf.config.list_logical_devices("GPU")) + 2
+    env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
+    env.pop("TF_CONFIG", None)
+    result = subprocess.run(
+        [sys.executable, os.path.join(ROOT, "samples", "tinyvoc.py"), "train",
+         "--dataset", str(tmp_path / "data"), "--weights", "none", "--image-size", "128",
+         "--logs", str(tmp_path / "logs"), "--gpus", str(gpus)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 2, result.stderr[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
+    assert f"GPU_COUNT = {gpus}" in errors[0] and "GPU(s)" in errors[0]
+    assert not os.path.exists(tmp_path / "logs") or not os.listdir(tmp_path / "logs")
