@@ -2,7 +2,7 @@
 with TF_CONFIG set: trains a tiny Mask R-CNN on synthetic shapes for EPOCHS epochs of
 one step each into MODEL_DIR and saves its final weights to OUT (.npz).
 
-usage: distribute_worker.py MODEL_DIR OUT EPOCHS
+usage: distribute_worker.py MODEL_DIR OUT EPOCHS [WEIGHTS]  (WEIGHTS: e.g. "last" to resume)
 """
 
 import sys
@@ -31,12 +31,14 @@ class WorkerConfig(Config):
     VALIDATION_STEPS = 0
 
 
-def main(model_dir, out, epochs):
+def main(model_dir, out, epochs, weights="none"):
     dataset = ShapesDataset()
     dataset.load_shapes(8, 128, 128, seed=3)
     dataset.prepare()
     model = MaskRCNN("training", WorkerConfig(), model_dir)  # TF_CONFIG -> MWMS
-    print(f"replicas={model.strategy.num_replicas_in_sync} batch={model.config.BATCH_SIZE}", flush=True)
+    model.load_named_weights(weights)
+    print(f"replicas={model.strategy.num_replicas_in_sync} batch={model.config.BATCH_SIZE} "
+          f"start_epoch={model.epoch}", flush=True)
     model.train(dataset, None, learning_rate=0.01, epochs=int(epochs), layers="heads",
                 workers=1, verbose=0)
     np.savez(out, *model.keras_model.get_weights())

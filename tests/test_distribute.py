@@ -101,7 +101,7 @@ def _free_ports(count):
             s.close()
 
 
-def _start_workers(model_dir, tmp_path, epochs):
+def _start_workers(model_dir, tmp_path, epochs, weights="none"):
     addresses = [f"127.0.0.1:{port}" for port in _free_ports(2)]
     workers = []
     for index in range(2):
@@ -109,7 +109,8 @@ def _start_workers(model_dir, tmp_path, epochs):
         env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2", TF_CONFIG=json.dumps(tf_config))
         log = open(tmp_path / f"worker{index}.log", "w")
         workers.append((subprocess.Popen(
-            [sys.executable, WORKER, str(model_dir), str(tmp_path / f"weights{index}.npz"), str(epochs)],
+            [sys.executable, WORKER, str(model_dir), str(tmp_path / f"weights{index}.npz"), str(epochs),
+             weights],
             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT), log))
     return workers
 
@@ -119,19 +120,25 @@ def _files(folder):
                   for d, _, names in os.walk(folder) for f in names)
 
 
-def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
-    model_dir = tmp_path / "logs"
-    model_dir.mkdir()
-    workers = _start_workers(model_dir, tmp_path, epochs=3)
+def _run_workers(model_dir, tmp_path, epochs, weights="none"):
+    """Both workers to the end; returns their final weights."""
+    workers = _start_workers(model_dir, tmp_path, epochs, weights)
     for index, (process, log) in enumerate(workers):
         process.wait(timeout=900)
         log.close()
         assert process.returncode == 0, (tmp_path / f"worker{index}.log").read_text()[-3000:]
-    assert "replicas=2 batch=2" in (tmp_path / "worker1.log").read_text()
     first, second = np.load(tmp_path / "weights0.npz"), np.load(tmp_path / "weights1.npz")
     assert len(first.files) > 100
     for key in first.files:
         np.testing.assert_array_equal(first[key], second[key])
+    return [first[key] for key in first.files]
+
+
+def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
+    model_dir = tmp_path / "logs"
+    model_dir.mkdir()
+    trained = _run_workers(model_dir, tmp_path, epochs=3)
+    assert "replicas=2 batch=2 start_epoch=0" in (tmp_path / "worker1.log").read_text()
     files = _files(model_dir)
     runs = {path.split(os.sep)[0] for path in files}
     assert len(runs) == 1, files
@@ -140,6 +147,15 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
     assert checkpoints == [os.path.join(run, f"mask_rcnn_mwms_000{i}.h5") for i in (1, 2, 3)]
     assert len([f for f in files if "tfevents" in f]) == 1
     assert len([f for f in files if f.endswith("training_log.csv")]) == 1
+
+    # --weights=last: every worker resumes after epoch 3, in the same run folder.
+    resumed = _run_workers(model_dir, tmp_path, epochs=4, weights="last")
+    for index in (0, 1):
+        assert "start_epoch=3" in (tmp_path / f"worker{index}.log").read_text()
+    files = _files(model_dir)
+    assert [f for f in files if f.endswith(".h5")] == checkpoints + [
+        os.path.join(run, "mask_rcnn_mwms_0004.h5")]
+    assert any(not np.array_equal(a, b) for a, b in zip(trained, resumed))
 
 
 def test_a_killed_worker_stops_the_other_with_a_clear_error(tmp_path):
