@@ -9,7 +9,7 @@
 #   6. a picture of the detections in one test image      -> logs/demo/detections.png
 # Every step is a samples/tinyvoc.py command, exactly as one runs it on the real data
 # (the commands for that are printed at the end). The synthetic shapes are easy: 240 steps
-# from random weights reached segm AP50 0.85 on the held-out images (README; your run's
+# from random weights reached segm AP50 0.73 on the held-out images (README; your run's
 # AP is printed at the end). This shows the model learns, not what it reaches on VOC.
 #
 # Usage: bash scripts/demo.sh [--no-setup]
