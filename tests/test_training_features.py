@@ -225,11 +225,11 @@ def test_tinyvoc_training_options_set_the_config():
         "train", "--dataset", "unused", "--weights", "none", "--backbone-norm", "group",
         "--warmup-steps", "40", "--lr-schedule", "step", "--lr-steps", "3", "5",
         "--lr-drop", "0.5", "--train-rois", "32", "--train-seed", "4"])
-    config = make_config(args, inference=False, train_images=10, val_images=2)
+    config = make_config(args, False, "none", train_images=10, val_images=2)
     assert (config.LEARNING_RATE_WARMUP_STEPS, config.LR_SCHEDULE, config.LR_STEPS,
             config.LR_DROP, config.TRAIN_ROIS_PER_IMAGE) == (40, "step", (3, 5), 0.5, 32)
     assert args.train_seed == 4 and args.epoch_map == 0
-    defaults = make_config(build_parser().parse_args(["train", "--dataset", "unused"]), inference=False)
+    defaults = make_config(build_parser().parse_args(["train", "--dataset", "unused"]), False, "none")
     assert (defaults.LEARNING_RATE_WARMUP_STEPS, defaults.LR_SCHEDULE) == (0, "constant")
 
 
