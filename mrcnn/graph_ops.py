@@ -7,6 +7,7 @@ Boxes are ``(y1, x1, y2, x2)``; the NMS kernels treat them as plain coordinates
 ``tf.image.crop_and_resize`` defines it (0 and 1 are the centres of the first
 and last pixel row/column).
 """
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -16,6 +17,7 @@ __all__ = [
     "per_class_non_max_suppression",
     "crop_and_resize",
     "read_after",
+    "make_deterministic",
 ]
 
 
@@ -146,3 +148,17 @@ def read_after(variable, dependency):
     """
     with tf.control_dependencies([dependency]):
         return tf.identity(variable)
+
+
+def make_deterministic(seed):
+    """Seeds Python's, NumPy's and TensorFlow's global generators (what Keras draws
+    unseeded initialisers and random ops from) and switches TensorFlow to
+    deterministic kernels, so that a run repeats exactly on the same machine.
+
+    Why both: seeds fix the random numbers, but multi-threaded CPU reductions (and GPU
+    atomics) add in a varying order, which changes the last bits of sums and, over many
+    steps, the losses. Op determinism is process-wide and stays on; it makes some
+    kernels slower (and on GPU some ops raise instead of running nondeterministically).
+    """
+    keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()

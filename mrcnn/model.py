@@ -12,7 +12,7 @@ from mrcnn import boxes as box_utils
 from mrcnn import graph
 from mrcnn import images as image_utils
 from mrcnn import network_io
-from mrcnn import training
+from mrcnn import schedules, training
 from mrcnn import pretrained
 from mrcnn import weights as weights_io
 
@@ -192,12 +192,16 @@ class MaskRCNN(MatterportCompat):
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              workers=None, verbose=1):
+              workers=None, verbose=1, seed=None):
         """Train until `epochs` epochs are done in total (Matterport semantics:
         a second call, or a run resumed from a checkpoint, continues the count).
 
         layers: "heads", "3+", "4+", "5+", "all" or a regex of layer names.
         augmentation: an albumentations transform applied to image and masks.
+        learning_rate: the base rate; config.LR_SCHEDULE and LEARNING_RATE_WARMUP_STEPS
+            shape it (``mrcnn.schedules``).
+        seed: an int makes data order, augmentation, ROI sampling and the TensorFlow
+            kernels reproducible (``training.seed_run``); None: random.
         """
         self._check_mode("training", "train()")
         from mrcnn.data import DataGenerator  # data imports albumentations; keep import light
@@ -208,7 +212,8 @@ class MaskRCNN(MatterportCompat):
             logger.info("Already trained %d epochs (asked for %d in total); nothing to do.", self.epoch, epochs)
             return None
         workers = workers if workers is not None else max(1, min(4, (os.cpu_count() or 1)))
-        loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers))
+        loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers),
+                      seed=None if seed is None else training.seed_run(self.keras_model, seed, self.epoch))
         skip_empty = not config.TRAIN_IMAGES_WITHOUT_INSTANCES
         train_gen = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
                                   no_augmentation_sources=no_augmentation_sources, skip_empty=skip_empty,
@@ -222,7 +227,8 @@ class MaskRCNN(MatterportCompat):
         trainable = self.set_trainable(regex, verbose=0)
         if not trainable:
             raise ValueError(f"layers={layers!r} matches no weighted layer")
-        self.compile(learning_rate, config.LEARNING_MOMENTUM)
+        self.compile(schedules.schedule_from_config(config, learning_rate, self.epoch, epochs),
+                     config.LEARNING_MOMENTUM)
         history = self.keras_model.fit(
             train_gen,
             initial_epoch=self.epoch,

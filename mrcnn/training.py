@@ -12,6 +12,7 @@ import os
 import re
 
 import keras
+import numpy as np
 from keras import ops
 
 from mrcnn import backbones, fileio, graph_ops, losses
@@ -164,6 +165,33 @@ def set_trainable(model, regex, verbose=0, _depth=0):
     return trainable
 
 
+def seed_run(keras_model, seed, initial_epoch):
+    """Makes a ``train()`` call reproducible; returns the seed for its data generators.
+
+    Seeds the global generators and turns on deterministic kernels
+    (``graph_ops.make_deterministic``), and restarts every ``keras.random.SeedGenerator``
+    of the model's layers (``DetectionTargetLayer``'s ROI sampling) from a state derived
+    from `seed`. `initial_epoch` enters the derived seeds, so the second call of a
+    heads-then-all run does not replay the first call's draws.
+    """
+    graph_seed, data_seed = (int(v) for v in
+                             np.random.SeedSequence([int(seed), int(initial_epoch)]).generate_state(2))
+    graph_ops.make_deterministic(graph_seed)
+    for k, generator in enumerate(_seed_generators(keras_model)):
+        generator.state.assign(np.array([graph_seed, k], dtype=generator.state.dtype))
+    return data_seed
+
+
+def _seed_generators(model):
+    """The ``keras.random.SeedGenerator`` attributes of `model`'s layers, nested ones too."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += _seed_generators(layer)
+        found += [v for v in vars(layer).values() if isinstance(v, keras.random.SeedGenerator)]
+    return found
+
+
 def new_log_dir(model_dir, name, now=None):
     now = now or datetime.datetime.now()
     return os.path.join(model_dir, f"{name.lower()}{now:%Y%m%dT%H%M}")
@@ -228,11 +256,25 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         log.info("saved %s", path)
 
 
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds ``learning_rate`` to each epoch's logs (so the CSV log has it): the
+    optimizer's rate after the epoch's last step, the value TensorBoard also shows."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 def training_callbacks(log_dir, name, keras_model, extra=None):
-    """Checkpoints, TensorBoard, a plain-text CSV log and a NaN stop."""
+    """Checkpoints, the learning rate, the caller's callbacks, TensorBoard, a plain-text
+    CSV log and a NaN stop. The caller's callbacks run before TensorBoard and the CSV
+    log, so values they add to an epoch's logs (``callbacks.CocoMAPCallback``'s AP) are
+    recorded by both."""
     return [
         AtomicCheckpoint(log_dir, name, keras_model),
+        LearningRateLogger(),
+    ] + list(extra or []) + [
         keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
         keras.callbacks.CSVLogger(os.path.join(log_dir, "training_log.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
-    ] + list(extra or [])
+    ]

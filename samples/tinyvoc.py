@@ -47,6 +47,8 @@ from mrcnn.coco import CocoDataset, read_coco_json  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.errors import UserInputError  # noqa: E402
 from samples.synthetic_tinyvoc import add_synth_arguments  # noqa: E402
+from samples.training_options import (add_training_options, map_callbacks,  # noqa: E402
+                                      schedule_overrides)
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 SOURCE = "tinyvoc"
@@ -292,6 +294,7 @@ def make_config(args, inference, weights, train_images=None, val_images=None):
     if getattr(args, "min_confidence", None) is not None:
         overrides["DETECTION_MIN_CONFIDENCE"] = args.min_confidence
     if not inference:
+        overrides.update(schedule_overrides(args))
         batch = base.IMAGES_PER_GPU * base.GPU_COUNT
         if getattr(args, "steps", None):
             overrides["STEPS_PER_EPOCH"] = args.steps
@@ -348,6 +351,7 @@ def cmd_train(args):
     model = MaskRCNN("training", config, args.logs)
     load_initial_weights(model, weights)
     augmentation = None if args.no_augment else build_augmentation()
+    callbacks = map_callbacks(args, model, val, make_config(args, True, weights))
     lr = args.lr if args.lr is not None else config.LEARNING_RATE
     all_lr = args.all_lr if args.all_lr is not None else lr / 10
     heads_end = args.heads_epochs
@@ -355,11 +359,11 @@ def cmd_train(args):
     if model.epoch < heads_end:
         print(f"Training network heads to epoch {heads_end} (lr {lr})")
         model.train(train, val, learning_rate=lr, epochs=heads_end, layers="heads",
-                    augmentation=augmentation)
+                    augmentation=augmentation, custom_callbacks=callbacks, seed=args.train_seed)
     if model.epoch < all_end:
         print(f"Training all layers to epoch {all_end} (lr {all_lr})")
         model.train(train, val, learning_rate=all_lr, epochs=all_end, layers="all",
-                    augmentation=augmentation)
+                    augmentation=augmentation, custom_callbacks=callbacks, seed=args.train_seed)
     print(f"Done: {model.epoch} epochs, checkpoints in {model.log_dir}")
     return model.log_dir
 
@@ -445,7 +449,7 @@ def cmd_synth(args):
     from samples.synthetic_tinyvoc import write_synthetic_tinyvoc
 
     info = write_synthetic_tinyvoc(args.folder, n_train=args.train, n_test=args.test,
-                                   seed=args.seed, with_defects=not args.no_defects)
+                                   size=args.size, seed=args.seed, with_defects=not args.no_defects)
     print(f"Wrote {info['train_images']} training and {info['test_images']} test images "
           f"to {args.folder}")
     return info
@@ -503,6 +507,7 @@ def build_parser():
                        help="validation steps per epoch (default: one pass over the val split)")
     train.add_argument("--no-augment", action="store_true",
                        help="no horizontal flip / scale augmentation")
+    add_training_options(train)
 
     evaluate = add("evaluate", cmd_evaluate, "COCO bbox and segm mAP on the held-out split")
     add_split(evaluate)
