@@ -148,6 +148,15 @@ class MaskRCNN:
                     out[index] = (np.asarray(detections[k]), np.asarray(mrcnn_mask[k]))
         return out
 
+    def export(self, path, format="saved_model", class_names=None):
+        """Write this inference model for serving: a TF SavedModel folder whose
+        `serving_default` maps one uint8 image [H, W, C] (C in 1-4) to detect()'s dict, or a
+        TFLite file (format="tflite"). See `mrcnn.export`."""
+        self._check_mode("inference", "export()")
+        from mrcnn import export as exporter  # TensorFlow-only; keep the import lazy
+
+        return exporter.export_model(self, path, format=format, class_names=class_names)
+
     # === Training ===
 
     def set_log_dir(self, model_path=None):
