@@ -55,6 +55,7 @@ def export_model(model, path, format="saved_model", class_names=None):
     parent = os.path.dirname(path)
     if not os.path.isdir(parent):
         raise OutputPathError(f"export: output folder {parent} does not exist")
+    _check_replaceable(path, format)
     work = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
         saved_model_dir = os.path.join(work, "saved_model")
@@ -72,6 +73,17 @@ def export_model(model, path, format="saved_model", class_names=None):
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return path
+
+
+def _check_replaceable(path, format):
+    """An existing `path` is replaced only if it is an earlier export of the same kind."""
+    if not os.path.exists(path):
+        return
+    earlier_export = (os.path.isfile(os.path.join(path, "saved_model.pb")) if format == "saved_model"
+                      else os.path.isfile(path))
+    if not earlier_export:
+        raise OutputPathError(f"export: {path} exists and is not a {format} export; "
+                              f"give a new path")
 
 
 def _check_exportable(config):

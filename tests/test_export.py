@@ -225,3 +225,59 @@ def test_export_rejects_what_the_serving_graph_cannot_do(model, tmp_path):
         model.export(str(tmp_path / "missing" / "x"))
     with pytest.raises(ValueError, match="format"):
         model.export(str(tmp_path / "x"), format="onnx")
+
+
+def test_tflite_export_converts_and_reproduces_detections_where_flex_runs(model, images, tmp_path):
+    """The TFLite file needs TF-Select (Flex) ops (CropAndResize of ROI Align, NMS,
+    float64 pre/post-processing). TensorFlow 2.21's tf.lite.Interpreter has no Flex
+    delegate linked, so running it is skipped there, with the interpreter's error."""
+    import tensorflow as tf
+
+    path = model.export(str(tmp_path / "model.tflite"), format="tflite", class_names=CLASS_NAMES)
+    with open(path, "rb") as f:
+        assert f.read(8)[4:8] == b"TFL3"  # the flatbuffer identifier of a TFLite model
+    interpreter = tf.lite.Interpreter(model_path=path)
+    signature = interpreter.get_signature_list()["serving_default"]
+    assert signature["inputs"] == ["image"]
+    assert sorted(signature["outputs"]) == ["class_ids", "masks", "rois", "scores"]
+    run = interpreter.get_signature_runner("serving_default")
+    try:
+        first = run(image=images[0])
+    except RuntimeError as err:
+        if "Flex delegate" not in str(err):
+            raise
+        pytest.skip(f"this tf.lite.Interpreter cannot run TF-Select ops: {str(err)[:160]}")
+    expected = model.detect(images)
+    matched = total = 0
+    for i, result in enumerate(expected):
+        served = first if i == 0 else run(image=images[i])
+        total += len(result["scores"])
+        for box, class_id in zip(result["rois"], result["class_ids"]):
+            matched += any((box == b).all() and class_id == c
+                           for b, c in zip(served["rois"], served["class_ids"]))
+    assert total and matched >= 0.95 * total
+
+
+def test_tinyvoc_export_command_writes_a_saved_model_with_the_voc_names(tmp_path, capsys):
+    import tensorflow as tf
+
+    from samples.synthetic_tinyvoc import VOC_CLASSES
+    from samples.tinyvoc import main
+
+    out = tmp_path / "exported" / "tinyvoc"
+    main(["export", "--weights", "none", "--image-size", "128", "--backbone", "resnet50",
+          "--logs", str(tmp_path / "logs"), "--out", str(out)])
+    assert f"to {out}" in capsys.readouterr().out
+    loaded = tf.saved_model.load(str(out))
+    names = loaded.signatures["class_names"]()["class_names"].numpy().astype(str)
+    assert list(names) == ["BG"] + list(VOC_CLASSES)
+    result = loaded.signatures["serving_default"](image=tf.zeros([50, 70, 3], tf.uint8))
+    assert result["masks"].shape[:2] == (50, 70)
+    assert result["rois"].shape[0] == result["masks"].shape[2] == result["scores"].shape[0]
+
+    not_an_export = tmp_path / "notes"
+    not_an_export.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--weights", "none", "--out", str(not_an_export)])
+    assert exit_info.value.code == 2
+    assert "not a SavedModel folder" in capsys.readouterr().err
