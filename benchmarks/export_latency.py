@@ -21,8 +21,11 @@ from mrcnn.config import Config  # noqa: E402
 from mrcnn.images import read_image  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402
 
-TEST_IMAGES = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "tinyvoc",
-                           "test_images")
+# ../shared next to the checkout (or next to its parent, for a git worktree under it).
+TEST_IMAGES = next(
+    (path for path in (os.path.join(os.path.dirname(__file__), *[".."] * up, "shared", "data",
+                                    "tinyvoc", "test_images") for up in (2, 3))
+     if os.path.isdir(path)), "")
 
 
 def timed(fn, images, runs):
