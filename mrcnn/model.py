@@ -55,8 +55,9 @@ class MaskRCNN(MatterportCompat):
 
     def build(self, mode, config):
         """Build the Keras graph of `mode` (see `mrcnn.graph`)."""
-        anchors = self.get_anchors(config.IMAGE_SHAPE) if mode == "training" else None
-        return graph.build(mode, config, training_anchors=anchors)
+        if mode == "training":
+            self.get_anchors(config.IMAGE_SHAPE)  # sets Matterport's `self.anchors`
+        return graph.build(mode, config)
 
     # === Anchors and input molding ===
 

@@ -197,6 +197,27 @@ np.savez({outputs!r}, detections=out[0], masks=out[3])
     np.testing.assert_allclose(reloaded["masks"], expected[3], rtol=0, atol=1e-6)
 
 
+def test_training_model_keras_file_round_trip(tmp_path):
+    class Training(ExportConfig):
+        POST_NMS_ROIS_TRAINING = 100
+        TRAIN_ROIS_PER_IMAGE = 32
+    model = MaskRCNN("training", Training(), str(tmp_path / "logs"))
+    path = str(tmp_path / "training.keras")
+    model.keras_model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert not _long_lists(json.loads(archive.read("config.json")))
+    reloaded = keras.models.load_model(path)
+    assert type(reloaded) is type(model.keras_model)
+    assert reloaded.loss_weights_by_name == model.keras_model.loss_weights_by_name
+    assert reloaded.weight_decay == Training.WEIGHT_DECAY
+    np.testing.assert_array_equal(reloaded.get_layer("anchors").value,
+                                  model.get_anchors(model.config.IMAGE_SHAPE))
+    for name in ("conv1", "mrcnn_mask", "rpn_model"):
+        for ours, theirs in zip(model.keras_model.get_layer(name).get_weights(),
+                                reloaded.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+
+
 def _long_lists(node, limit=64):
     """Whether a JSON tree holds a numeric array (list of numbers, nested or not)
     of more than `limit` numbers."""
