@@ -13,8 +13,11 @@ object is created, and impossible settings raise a `ConfigError` (a `ValueError`
 attribute, at construction rather than deep inside graph building.
 """
 
+import inspect
+
 import numpy as np
 
+from mrcnn import backbones
 from mrcnn.errors import ConfigError
 from mrcnn.layout import SIZE_MULTIPLE, image_meta_size
 
@@ -36,11 +39,18 @@ class Config:
     STEPS_PER_EPOCH = 1000
     VALIDATION_STEPS = 50
 
-    # "resnet50" or "resnet101".
+    # A backbone registered in mrcnn.backbones ("resnet50", "resnet101",
+    # "mobilenet_v3_small", ...) or a callable with Matterport's contract,
+    # BACKBONE(input_image, stage5=True, train_bn=...) -> [C1, C2, C3, C4, C5].
     BACKBONE = "resnet101"
 
-    # Strides of the FPN levels P2..P6 for the ResNet backbone.
-    BACKBONE_STRIDES = [4, 8, 16, 32, 64]
+    # With a callable BACKBONE: a function image_shape -> [[h, w] of P2..P6], as in
+    # Matterport; None derives them from BACKBONE_STRIDES.
+    COMPUTE_BACKBONE_SHAPE = None
+
+    # Strides of the FPN levels P2..P6. A registered backbone knows its own; they
+    # must agree with it.
+    BACKBONE_STRIDES = list(backbones.DEFAULT_STRIDES)
 
     # Width of the two fully connected layers of the classification head.
     FPN_CLASSIF_FC_LAYERS_SIZE = 1024
@@ -167,6 +177,12 @@ class Config:
     ROI_ALIGN_ALIGNED = False
 
     def __init__(self):
+        # A function set as a class attribute reads as a method of the instance;
+        # Matterport's contract calls it without the config.
+        for attr in ("BACKBONE", "COMPUTE_BACKBONE_SHAPE"):
+            value = getattr(self, attr)
+            if inspect.ismethod(value) and value.__self__ is self:
+                setattr(self, attr, value.__func__)
         self.BATCH_SIZE = self.IMAGES_PER_GPU * self.GPU_COUNT
         if self.IMAGE_RESIZE_MODE == "crop":
             self.IMAGE_SHAPE = np.array(
@@ -199,10 +215,7 @@ class Config:
                 fail(attr, "must be a positive integer")
         if self.VALIDATION_STEPS is not None and self.VALIDATION_STEPS < 0:
             fail("VALIDATION_STEPS", "must be >= 0")
-        if self.BACKBONE not in ("resnet50", "resnet101"):
-            fail("BACKBONE", 'must be "resnet50" or "resnet101"')
-        if self.BACKBONE_NORM not in ("batch", "group"):
-            fail("BACKBONE_NORM", 'must be "batch" or "group"')
+        self._validate_backbone(fail)
         groups = self.BACKBONE_NORM_GROUPS
         if not isinstance(groups, int) or isinstance(groups, bool) or groups < 1 or 64 % groups:
             fail("BACKBONE_NORM_GROUPS", "must be a positive integer dividing 64 "
@@ -241,6 +254,23 @@ class Config:
             fail("USE_RPN_ROIS", "training on externally given ROIs is not supported; keep True")
         if self.TRAIN_ROIS_PER_IMAGE > self.POST_NMS_ROIS_TRAINING:
             fail("TRAIN_ROIS_PER_IMAGE", f"cannot exceed POST_NMS_ROIS_TRAINING ({self.POST_NMS_ROIS_TRAINING})")
+
+    def _validate_backbone(self, fail):
+        """BACKBONE, BACKBONE_STRIDES and BACKBONE_NORM against the backbone registry."""
+        if self.BACKBONE_NORM not in ("batch", "group"):
+            fail("BACKBONE_NORM", 'must be "batch" or "group"')
+        if callable(self.BACKBONE):
+            if self.COMPUTE_BACKBONE_SHAPE is not None and not callable(self.COMPUTE_BACKBONE_SHAPE):
+                fail("COMPUTE_BACKBONE_SHAPE", "must be None or a function image_shape -> shapes")
+            return
+        try:
+            spec = backbones.get(self.BACKBONE)
+        except ValueError as err:
+            fail("BACKBONE", str(err))
+        if tuple(self.BACKBONE_STRIDES) != tuple(spec.strides):
+            fail("BACKBONE_STRIDES", f"backbone {spec.name!r} has strides {list(spec.strides)}")
+        if self.BACKBONE_NORM not in spec.norms:
+            fail("BACKBONE_NORM", f"backbone {spec.name!r} supports {list(spec.norms)}")
 
     def to_dict(self):
         """All upper-case attributes, derived ones included."""

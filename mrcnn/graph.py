@@ -5,6 +5,8 @@ The graph is built from the pieces in `mrcnn.layers` in pipeline order:
     image -> backbone -> FPN -> RPN -> proposals -> ROI Align -> box/class head
                                                              -> mask head
 
+The backbone is whatever `mrcnn.backbones` builds for `Config.BACKBONE`.
+
 In training mode the graph also samples ROIs and builds their targets
 (`DetectionTargetLayer`) and returns a `training.TrainingGraph`, whose
 `compute_loss` turns the outputs into the five losses, so Keras' own train step
@@ -13,9 +15,9 @@ In training mode the graph also samples ROIs and builds their targets
 
 import keras
 
-from mrcnn.layout import SIZE_MULTIPLE
-
-from mrcnn.layers.backbone import fpn_graph, resnet_graph
+from mrcnn import backbones
+from mrcnn import network_io
+from mrcnn.layers.backbone import fpn_graph
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer, PositiveRows
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
@@ -23,6 +25,7 @@ from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.roi_align import PyramidROIAlign
 from mrcnn.layers.wiring import (DetectionBoxes, NormalizeBoxes, NormalizeWindow, ParseImageMeta,
                                  PyramidAnchors)
+from mrcnn.layout import SIZE_MULTIPLE
 from mrcnn.training import TrainingGraph
 
 __all__ = ["build"]
@@ -42,9 +45,9 @@ def build(mode, config):
     input_image = keras.Input(shape=(None, None, channels), name="input_image")
     input_image_meta = keras.Input(shape=(config.IMAGE_META_SIZE,), name="input_image_meta")
 
-    _, C2, C3, C4, C5 = resnet_graph(input_image, config.BACKBONE, stage5=True,
-                                     train_bn=config.TRAIN_BN, norm=config.BACKBONE_NORM,
-                                     groups=config.BACKBONE_NORM_GROUPS)
+    _, C2, C3, C4, C5 = backbones.build(config.BACKBONE, input_image, train_bn=config.TRAIN_BN,
+                                        norm=config.BACKBONE_NORM,
+                                        groups=config.BACKBONE_NORM_GROUPS)
     P2, P3, P4, P5, P6 = fpn_graph(C2, C3, C4, C5, config.TOP_DOWN_PYRAMID_SIZE)
     mrcnn_feature_maps = [P2, P3, P4, P5]
     rpn_outputs = _rpn(config, [P2, P3, P4, P5, P6])
@@ -105,6 +108,7 @@ def _build_training(config, input_image, input_image_meta, meta, feature_maps, r
     inputs = _training_inputs(config, input_image, input_image_meta)
     gt_boxes = NormalizeBoxes(name="normalize_gt_boxes")(inputs["input_gt_boxes"], input_image)
     anchors = PyramidAnchors(config.IMAGE_SHAPE, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                             network_io.feature_shapes_for(config, config.IMAGE_SHAPE),
                              config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
                              name="anchors")(input_image)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_TRAINING, config.RPN_NMS_THRESHOLD,

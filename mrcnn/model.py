@@ -29,6 +29,11 @@ from mrcnn.training import TrainingGraph  # noqa: F401
 from mrcnn.model_compat import (MatterportCompat, data_generator, load_image_gt,  # noqa: F401
                                 log, mold_image)
 
+__all__ = ["MaskRCNN", "LOSS_NAMES", "fpn_graph", "resnet_graph", "DetectionLayer",
+           "DetectionTargetLayer", "PositiveRows", "ProposalLayer", "PyramidROIAlign",
+           "BatchConstant", "NormalizeBoxes", "TrainingGraph", "MatterportCompat",
+           "data_generator", "load_image_gt", "log", "mold_image"]
+
 logger = logging.getLogger("mrcnn")
 
 
@@ -208,7 +213,7 @@ class MaskRCNN(MatterportCompat):
         from mrcnn.data import DataGenerator  # data imports albumentations; keep import light
 
         config = self.config
-        regex = training.layer_regex(layers)
+        regex = training.layer_regex(layers, config.BACKBONE)
         if self.epoch >= epochs:
             logger.info("Already trained %d epochs (asked for %d in total); nothing to do.", self.epoch, epochs)
             return None

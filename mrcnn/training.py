@@ -14,8 +14,8 @@ import re
 import keras
 from keras import ops
 
-from mrcnn import fileio, graph_ops, losses
-from mrcnn.config import LOSS_NAMES
+from mrcnn import backbones, fileio, graph_ops, losses
+from mrcnn.config import LOSS_NAMES, Config
 from mrcnn import weights as weights_io
 
 log = logging.getLogger("mrcnn")
@@ -23,11 +23,12 @@ log = logging.getLogger("mrcnn")
 _HEADS = r"(mrcnn\_.*)|(rpn\_.*)|(fpn\_.*)"
 
 # Named layer groups for MaskRCNN.train(layers=...); anything else is a regex.
+# "3+", "4+", "5+" add the backbone's own stage regexes (mrcnn.backbones).
 LAYER_PRESETS = {
     "heads": _HEADS,
-    "3+": r"(res3.*)|(bn3.*)|(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|" + _HEADS,
-    "4+": r"(res4.*)|(bn4.*)|(res5.*)|(bn5.*)|" + _HEADS,
-    "5+": r"(res5.*)|(bn5.*)|" + _HEADS,
+    "3+": None,
+    "4+": None,
+    "5+": None,
     "all": ".*",
 }
 
@@ -36,8 +37,13 @@ _CHECKPOINT_RE = re.compile(
     r".*[/\\][\w-]+(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})[/\\]mask\_rcnn\_[\w-]+(\d{4})\.h5$")
 
 
-def layer_regex(layers):
-    """The regex for a preset name ("heads", "3+", "4+", "5+", "all") or a regex."""
+def layer_regex(layers, backbone=Config.BACKBONE):
+    """The regex for a preset name ("heads", "3+", "4+", "5+", "all") or a regex.
+
+    backbone: Config.BACKBONE, whose stage regexes the "N+" presets use.
+    """
+    if isinstance(layers, str) and LAYER_PRESETS.get(layers, "") is None:
+        return backbones.stage_regex(backbone, layers) + "|" + _HEADS
     regex = LAYER_PRESETS.get(layers, layers)
     try:
         re.compile(regex)

@@ -286,3 +286,9 @@ def test_bad_arguments():
         resnet_graph(image, "resnet50", norm="group", groups=5)
     with pytest.raises(ValueError, match="C5"):
         fpn_graph(image, image, image, None)
+
+
+def test_batch_norm_serialization_round_trip():
+    from tests.serialization import assert_serialization_round_trip
+    clone = assert_serialization_round_trip(BatchNorm(frozen=True, name="bn_conv1"))
+    assert clone.frozen is True

@@ -5,6 +5,7 @@ import pytest
 
 from mrcnn.layers.detection import DetectionLayer
 from tests import reference as ref
+from tests.serialization import assert_serialization_round_trip
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 
@@ -102,6 +103,7 @@ def test_functional_model_batch_two_and_zero_min_confidence():
 def test_config_round_trip():
     layer = DetectionLayer(50, 0.9, 0.4, [0.1, 0.1, 0.3, 0.3], name="mrcnn_detection")
     clone = DetectionLayer.from_config(layer.get_config())
+    assert_serialization_round_trip(layer)
     assert clone.get_config() == layer.get_config()
     assert (clone.max_instances, clone.min_confidence, clone.nms_threshold,
             clone.bbox_std_dev, clone.name) == (50, 0.9, 0.4, [0.1, 0.1, 0.3, 0.3],

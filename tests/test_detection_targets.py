@@ -4,6 +4,7 @@ import pytest
 
 from mrcnn.layers.detection_targets import DetectionTargetLayer
 from tests import reference as ref
+from tests.serialization import assert_serialization_round_trip
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 MINI = 6        # mini-mask side
@@ -190,6 +191,7 @@ def test_config_round_trip():
     layer = DetectionTargetLayer(200, 0.33, [28, 28], True, [0.1, 0.1, 0.2, 0.2], CROWD_IOU, seed=7,
                                  name="proposal_targets")
     clone = DetectionTargetLayer.from_config(layer.get_config())
+    assert_serialization_round_trip(layer)
     assert clone.get_config() == layer.get_config()
     assert (clone.train_rois_per_image, clone.roi_positive_ratio, clone.mask_shape,
             clone.use_mini_mask, clone.seed, clone.name) == (200, 0.33, (28, 28), True, 7,

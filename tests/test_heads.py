@@ -165,3 +165,18 @@ def test_head_model_config_round_trip():
     pooled = np.random.default_rng(6).normal(size=(1, 2, 3, 3, 4)).astype("float32")
     for a, b in zip(model(pooled), clone(pooled)):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["MergeRoiDim", "SplitRoiDim"])
+def test_roi_dim_layers_serialization_round_trip(name):
+    from mrcnn.layers import heads
+    from tests.serialization import assert_serialization_round_trip
+    assert_serialization_round_trip(getattr(heads, name)(name="mrcnn_" + name.lower()))
+
+
+def test_merge_then_split_roi_dim_round_trips_values():
+    from mrcnn.layers.heads import MergeRoiDim, SplitRoiDim
+    x = np.arange(2 * 3 * 4, dtype=np.float32).reshape(2, 3, 4)
+    merged = MergeRoiDim()(x)
+    assert tuple(merged.shape) == (6, 4)
+    np.testing.assert_array_equal(keras.ops.convert_to_numpy(SplitRoiDim()([merged, x])), x)

@@ -4,6 +4,7 @@ import pytest
 
 from mrcnn.layers.proposal import ProposalLayer
 from tests import reference as ref
+from tests.serialization import assert_serialization_round_trip
 
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 
@@ -54,6 +55,7 @@ def test_functional_model_with_unknown_batch_and_anchor_count():
 def test_config_round_trip():
     layer = ProposalLayer(20, 0.7, 40, rpn_bbox_std_dev=[0.1, 0.1, 0.25, 0.25], name="ROI")
     clone = ProposalLayer.from_config(layer.get_config())
+    assert_serialization_round_trip(layer)
     assert clone.get_config() == layer.get_config()
     assert (clone.name, clone.proposal_count, clone.nms_threshold, clone.pre_nms_limit,
             clone.rpn_bbox_std_dev) == ("ROI", 20, 0.7, 40, [0.1, 0.1, 0.25, 0.25])

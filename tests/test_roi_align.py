@@ -6,6 +6,7 @@ from keras import ops
 
 from mrcnn.layers.roi_align import PyramidROIAlign, roi_level
 from tests import reference as ref
+from tests.serialization import assert_serialization_round_trip
 
 IMAGE = 1024  # molded image side; sets the level scale 224 / 1024
 
@@ -124,6 +125,7 @@ def test_gradient_reaches_every_used_level_only():
 def test_config_round_trip_and_output_shape():
     layer = PyramidROIAlign([7, 5], aligned=True, name="roi_align_classifier")
     clone = PyramidROIAlign.from_config(layer.get_config())
+    assert_serialization_round_trip(layer)
     assert clone.get_config() == layer.get_config() and not clone.supports_jit
     assert clone.pool_shape == (7, 5) and clone.aligned and clone.name == "roi_align_classifier"
     assert clone.compute_output_shape(

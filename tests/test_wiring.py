@@ -28,11 +28,11 @@ def test_pyramid_anchors_equal_the_host_anchors_and_keep_only_their_recipe_in_th
     from mrcnn import anchors as anchor_utils
     from mrcnn.boxes import norm_boxes
 
-    layer = PyramidAnchors((128, 192, 3), (8, 16, 32, 64, 128), (0.5, 1, 2), (4, 8, 16, 32, 64), 1,
-                           name="anchors")
+    shapes = [(-(-128 // s), -(-192 // s)) for s in (4, 8, 16, 32, 64)]
+    layer = PyramidAnchors((128, 192, 3), (8, 16, 32, 64, 128), (0.5, 1, 2), shapes,
+                           (4, 8, 16, 32, 64), 1, name="anchors")
     out = keras.ops.convert_to_numpy(layer(np.zeros((2, 128, 192, 3), np.float32)))
     # Level by level, from generate_anchors (not the pyramid helper the layer calls).
-    shapes = [(-(-128 // s), -(-192 // s)) for s in (4, 8, 16, 32, 64)]
     expected = np.concatenate([anchor_utils.generate_anchors(scale, (0.5, 1, 2), shape, stride, 1)
                                for scale, shape, stride in zip((8, 16, 32, 64, 128), shapes,
                                                                (4, 8, 16, 32, 64))])

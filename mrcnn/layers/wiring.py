@@ -48,25 +48,26 @@ class PyramidAnchors(BatchConstant):
     """The training graph's anchors: the normalized pyramid anchors of a fixed
     image size, repeated per batch item (as ``BatchConstant``).
 
-    Its config holds the few numbers the anchors come from, not the [A, 4]
-    array, so a saved training model stays small and reloads without unsafe
-    deserialisation; the array is rebuilt with the host code (``anchors``,
+    Its config holds the few numbers the anchors come from (feature_shapes:
+    [L, (rows, cols)] of the levels), not the [A, 4] array, so a saved training
+    model stays small and reloads without unsafe deserialisation; the array is rebuilt with the host code (``anchors``,
     ``boxes.norm_boxes``), so it equals ``MaskRCNN.get_anchors(image_shape)``.
 
     Call: ``reference [B, ...]`` -> ``float32 [B, A, 4]``.
     """
 
-    def __init__(self, image_shape, scales, ratios, feature_strides, anchor_stride, **kwargs):
+    def __init__(self, image_shape, scales, ratios, feature_shapes, feature_strides, anchor_stride,
+                 **kwargs):
         self.anchor_args = {"image_shape": [int(d) for d in image_shape[:2]],
                             "scales": [float(v) for v in scales],
                             "ratios": [float(v) for v in ratios],
+                            "feature_shapes": [[int(d) for d in hw] for hw in feature_shapes],
                             "feature_strides": [int(v) for v in feature_strides],
                             "anchor_stride": int(anchor_stride)}
-        shape = tuple(self.anchor_args["image_shape"])
         pixel = anchor_utils.generate_pyramid_anchors(
-            scales, ratios, anchor_utils.compute_backbone_shapes(shape, feature_strides),
-            feature_strides, anchor_stride)
-        super().__init__(box_utils.norm_boxes(pixel, shape), **kwargs)
+            scales, ratios, np.asarray(self.anchor_args["feature_shapes"]), feature_strides,
+            anchor_stride)
+        super().__init__(box_utils.norm_boxes(pixel, self.anchor_args["image_shape"]), **kwargs)
 
     def get_config(self):
         config = keras.layers.Layer.get_config(self)
