@@ -60,8 +60,9 @@ class MaskRCNN(MatterportCompat):
 
     def build(self, mode, config):
         """Build the Keras graph of `mode` (see `mrcnn.graph`)."""
-        anchors = self.get_anchors(config.IMAGE_SHAPE) if mode == "training" else None
-        return graph.build(mode, config, training_anchors=anchors)
+        if mode == "training":
+            self.get_anchors(config.IMAGE_SHAPE)  # sets Matterport's `self.anchors`
+        return graph.build(mode, config)
 
     # === Anchors and input molding ===
 
@@ -156,6 +157,15 @@ class MaskRCNN(MatterportCompat):
                 for k, index in enumerate(chunk_ids):
                     out[index] = (np.asarray(detections[k]), np.asarray(mrcnn_mask[k]))
         return out
+
+    def export(self, path, format="saved_model", class_names=None):
+        """Write this inference model for serving: a TF SavedModel folder whose
+        `serving_default` maps one uint8 image [H, W, C] (C in 1-4) to detect()'s dict, or a
+        TFLite file (format="tflite"). See `mrcnn.export`."""
+        self._check_mode("inference", "export()")
+        from mrcnn import export as exporter  # TensorFlow-only; keep the import lazy
+
+        return exporter.export_model(self, path, format=format, class_names=class_names)
 
     # === Training ===
 

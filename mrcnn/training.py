@@ -92,6 +92,7 @@ class SGDWithL2(keras.optimizers.SGD):
         return {**super().get_config(), "l2": self.l2}
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class TrainingGraph(keras.Model):
     """The training graph plus its loss: the weighted sum of the five Mask R-CNN
     losses and L2 weight decay. Each loss is tracked as its own metric, so the
@@ -108,6 +109,22 @@ class TrainingGraph(keras.Model):
     @property
     def metrics(self):
         return super().metrics + list(self.loss_trackers.values())
+
+    def get_config(self):
+        return {**super().get_config(), "loss_weights": self.loss_weights_by_name,
+                "weight_decay": self.weight_decay}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # Keras rebuilds a functional model from its graph with (inputs, outputs,
+        # name) only; the loss settings are set on it afterwards.
+        config = dict(config)
+        loss_weights = config.pop("loss_weights", None)
+        weight_decay = config.pop("weight_decay", 0.0)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.loss_weights_by_name = dict(loss_weights or {})
+        model.weight_decay = weight_decay
+        return model
 
     def mask_rcnn_losses(self, x, y_pred):
         return {

@@ -22,6 +22,8 @@ Usage::
     python samples/tinyvoc.py submit --dataset=/path/to/tinyvoc --weights=last --out=submission.json
     # A picture of the detections in one image
     python samples/tinyvoc.py detect --weights=last --image=photo.jpg --out=photo_detections.png
+    # For serving: a TF SavedModel folder (--format=tflite: a TFLite file)
+    python samples/tinyvoc.py export --weights=last --out=exported/tinyvoc
     # A synthetic dataset to try all of the above on
     python samples/tinyvoc.py synth /tmp/tinyvoc_synthetic
 
@@ -49,6 +51,7 @@ from mrcnn.errors import UserInputError  # noqa: E402
 from samples.synthetic_tinyvoc import add_synth_arguments  # noqa: E402
 from samples.training_options import (add_training_options, map_callbacks,  # noqa: E402
                                       schedule_overrides)
+from samples.tinyvoc_export import add_export_command  # noqa: E402
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
 SOURCE = "tinyvoc"
@@ -529,6 +532,8 @@ def build_parser():
                         help="output picture (default <image name>_detections.png)")
     detect.add_argument("--min-confidence", type=float, default=0.5,
                         help="score threshold of the drawn instances (default 0.5)")
+
+    add_export_command(add, _inference_model)  # samples/tinyvoc_export.py
 
     synth = commands.add_parser("synth", help="write a synthetic tinyvoc-format folder",
                                 description="write a synthetic tinyvoc-format folder")

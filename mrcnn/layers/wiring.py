@@ -1,5 +1,5 @@
 """Small graph layers that carry values between the big ones: a batch of constant
-anchors, pixel -> normalized ground-truth boxes, the parsed image meta, its
+anchors (``PyramidAnchors`` builds them from a few numbers), pixel -> normalized ground-truth boxes, the parsed image meta, its
 normalized window and the box columns of the detections.
 
 They replace ``keras.layers.Lambda`` (which does not serialise without unsafe
@@ -9,9 +9,11 @@ import keras
 import numpy as np
 from keras import ops
 
+from mrcnn import anchors as anchor_utils
+from mrcnn import boxes as box_utils
 from mrcnn.layers import box_ops
 
-__all__ = ["BatchConstant", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow", "DetectionBoxes"]
+__all__ = ["BatchConstant", "PyramidAnchors", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow", "DetectionBoxes"]
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -39,6 +41,37 @@ class BatchConstant(keras.layers.Layer):
 
     def get_config(self):
         return {**super().get_config(), "value": self.value.tolist()}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PyramidAnchors(BatchConstant):
+    """The training graph's anchors: the normalized pyramid anchors of a fixed
+    image size, repeated per batch item (as ``BatchConstant``).
+
+    Its config holds the few numbers the anchors come from (feature_shapes:
+    [L, (rows, cols)] of the levels), not the [A, 4] array, so a saved training
+    model stays small and reloads without unsafe deserialisation; the array is rebuilt with the host code (``anchors``,
+    ``boxes.norm_boxes``), so it equals ``MaskRCNN.get_anchors(image_shape)``.
+
+    Call: ``reference [B, ...]`` -> ``float32 [B, A, 4]``.
+    """
+
+    def __init__(self, image_shape, scales, ratios, feature_shapes, feature_strides, anchor_stride,
+                 **kwargs):
+        self.anchor_args = {"image_shape": [int(d) for d in image_shape[:2]],
+                            "scales": [float(v) for v in scales],
+                            "ratios": [float(v) for v in ratios],
+                            "feature_shapes": [[int(d) for d in hw] for hw in feature_shapes],
+                            "feature_strides": [int(v) for v in feature_strides],
+                            "anchor_stride": int(anchor_stride)}
+        pixel = anchor_utils.generate_pyramid_anchors(
+            scales, ratios, np.asarray(self.anchor_args["feature_shapes"]), feature_strides,
+            anchor_stride)
+        super().__init__(box_utils.norm_boxes(pixel, self.anchor_args["image_shape"]), **kwargs)
+
+    def get_config(self):
+        config = keras.layers.Layer.get_config(self)
+        return {**config, **self.anchor_args}
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
