@@ -24,6 +24,7 @@ from mrcnn import boxes as box_utils
 from mrcnn import images as image_utils
 from mrcnn import losses
 from mrcnn import masks as mask_utils
+from mrcnn import precision
 from mrcnn import training
 from mrcnn import weights as weights_io
 from mrcnn.layers import box_ops
@@ -49,6 +50,7 @@ class BatchConstant(keras.layers.Layer):
     """
 
     def __init__(self, value, **kwargs):
+        kwargs.setdefault("dtype", precision.FLOAT32)  # anchors: float32 under any policy
         super().__init__(**kwargs)
         self.value = np.asarray(value, dtype="float32")
 
@@ -65,7 +67,11 @@ class BatchConstant(keras.layers.Layer):
 
 
 class NormalizeBoxes(keras.layers.Layer):
-    """Pixel boxes -> normalized boxes of the image they belong to."""
+    """Pixel boxes -> normalized boxes of the image they belong to (float32 under any policy)."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", precision.FLOAT32)
+        super().__init__(**kwargs)
 
     def call(self, boxes, image):
         shape = ops.shape(image)[1:3]
@@ -88,6 +94,10 @@ class PositiveRows(keras.layers.Layer):
     Matterport: at inference the mask head only sees detected objects, so these
     statistics are the closer match.
     """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", precision.FLOAT32)  # ROI boxes: float32 under any policy
+        super().__init__(**kwargs)
 
     def call(self, inputs):
         class_ids, rois, masks = inputs
@@ -163,7 +173,8 @@ class MaskRCNN:
         self.model_dir = model_dir
         self._anchor_cache = {}
         self.set_log_dir()
-        self.keras_model = self.build(mode, config)
+        with precision.policy_scope(config.PRECISION):  # this model's layers only
+            self.keras_model = self.build(mode, config)
 
     # === Graph ===
 
@@ -183,7 +194,8 @@ class MaskRCNN:
         P2, P3, P4, P5, P6 = fpn_graph(C2, C3, C4, C5, config.TOP_DOWN_PYRAMID_SIZE)
         mrcnn_feature_maps = [P2, P3, P4, P5]
         rpn_class_logits, rpn_class, rpn_bbox = self._rpn(config, [P2, P3, P4, P5, P6])
-        meta = keras.layers.Lambda(box_ops.parse_image_meta, name="parse_image_meta")(input_image_meta)
+        meta = keras.layers.Lambda(box_ops.parse_image_meta, name="parse_image_meta",
+                                  dtype=precision.FLOAT32)(input_image_meta)
 
         if mode == "training":
             return self._build_training(config, input_image, input_image_meta, meta,
@@ -197,7 +209,8 @@ class MaskRCNN:
                               config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS)
         per_level = [rpn(p) for p in rpn_feature_maps]
         names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
-        return [keras.layers.Concatenate(axis=1, name=name)([level[i] for level in per_level])
+        return [keras.layers.Concatenate(axis=1, name=name, dtype=precision.FLOAT32)(
+                    [level[i] for level in per_level])
                 for i, name in enumerate(names)]
 
     def _heads(self, config, rois, input_image_meta, feature_maps):
@@ -265,7 +278,8 @@ class MaskRCNN:
                                     config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                     name="mrcnn_detection")([rpn_rois, class_probs, bbox,
                                                              input_image_meta])
-        detection_boxes = keras.layers.Lambda(lambda d: d[..., :4], name="detection_boxes")(detections)
+        detection_boxes = keras.layers.Lambda(lambda d: d[..., :4], name="detection_boxes",
+                                              dtype=precision.FLOAT32)(detections)
         mrcnn_mask = self._mask(config, detection_boxes, input_image_meta, feature_maps)
         outputs = [detections, class_probs, bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox]
         return keras.Model([input_image, input_image_meta, input_anchors], outputs, name="mask_rcnn")

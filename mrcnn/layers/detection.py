@@ -27,6 +27,8 @@ class DetectionLayer(keras.layers.Layer):
 
     def __init__(self, max_instances=100, min_confidence=0.7, nms_threshold=0.3,
                  bbox_std_dev=(0.1, 0.1, 0.2, 0.2), **kwargs):
+        # Scores, delta decoding, NMS and image meta need float32 under any mixed policy.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         # NMS and its dynamic shapes are not XLA-compilable.
         self.supports_jit = False

@@ -65,6 +65,8 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, mask_shape,
                  use_mini_mask, bbox_std_dev=(0.1, 0.1, 0.2, 0.2), seed=None, **kwargs):
+        # IoU, delta targets and mask crops need float32 under any mixed policy.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         # Not verified under XLA (crop_and_resize, seeded sampling): keep it out.
         self.supports_jit = False
