@@ -8,9 +8,10 @@ internal -> COCO. Image ids likewise (``image_info[i]["id"]`` is the COCO image 
 Bad data is skipped, never a traceback, and each kind is counted in one warning per
 ``load_coco`` call (counts also in ``dataset.skipped``):
 
-- annotations: unknown category id, zero area (``area <= 0`` or an empty bbox),
-  degenerate polygon (no part with 3 points that encloses area), malformed
-  segmentation (missing, odd coordinate count, RLE of another size).
+- annotations: unknown category id, unknown image id (not in "images"), zero area
+  (``area <= 0`` or an empty bbox), degenerate polygon (no part with 3 points that
+  encloses area), polygon entirely outside its image, malformed segmentation
+  (missing, odd coordinate count, RLE of another size).
 - images: missing file, unreadable or corrupt file, file size differing from the
   JSON's height/width, and (unless ``keep_empty=True``) images left without a usable
   annotation.
@@ -33,12 +34,15 @@ from PIL import Image, UnidentifiedImageError
 from pycocotools.coco import COCO
 
 from mrcnn.dataset import Dataset
+from mrcnn.errors import DatasetError
 from mrcnn.masks import segmentation_to_mask
 
 __all__ = ["CocoDataset", "read_coco_json"]
 
 # Reasons an annotation or an image is skipped (the keys of ``CocoDataset.skipped``).
 UNKNOWN_CATEGORY = "unknown category id"
+UNKNOWN_IMAGE = "unknown image id"
+OUTSIDE_IMAGE = "polygon outside its image"
 ZERO_AREA = "zero area"
 DEGENERATE_POLYGON = "degenerate polygon"
 MALFORMED = "malformed segmentation"
@@ -59,8 +63,9 @@ def read_coco_json(annotation_file, require_annotations=False):
     require_annotations: raise if the file has no "annotations" list (a test-set
         file such as test.json has none; a training file must).
 
-    Raises FileNotFoundError naming the file if it is missing, ValueError naming the
-    file and the problem if it is not valid JSON or lacks "images"/"categories".
+    Raises FileNotFoundError naming the file if it is missing, DatasetError (a
+    ValueError) naming the file and the problem if it is not valid JSON, lacks
+    "images"/"categories", or gives two images the same id (naming both files).
     pycocotools' own "loading annotations..." output is silenced.
     """
     annotation_file = os.fspath(annotation_file)
@@ -72,19 +77,27 @@ def read_coco_json(annotation_file, require_annotations=False):
         with open(annotation_file) as f:
             data = json.load(f)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ValueError(f"{annotation_file}: not valid JSON: {err}") from err
+        raise DatasetError(f"{annotation_file}: not valid JSON: {err}") from err
     required = ["images", "categories"] + (["annotations"] if require_annotations else [])
     if not isinstance(data, dict) or any(not isinstance(data.get(k), list) for k in required):
-        raise ValueError(f"{annotation_file}: a COCO annotation file needs the lists {required}; "
+        raise DatasetError(f"{annotation_file}: a COCO annotation file needs the lists {required}; "
                          f"found keys {sorted(data) if isinstance(data, dict) else type(data).__name__}")
+    file_names = {}
     for i, image in enumerate(data["images"]):
         missing = [k for k in ("id", "file_name", "height", "width") if k not in image]
         if missing:
-            raise ValueError(f"{annotation_file}: images[{i}] lacks {missing}")
+            raise DatasetError(f"{annotation_file}: images[{i}] lacks {missing}")
+        # pycocotools would keep the last image of an id: the other one's annotations
+        # would land on it, and detections be written under the wrong file.
+        if image["id"] in file_names:
+            raise DatasetError(f"{annotation_file}: image id {image['id']} is used twice, by "
+                               f"{file_names[image['id']]!r} and {image['file_name']!r}; image "
+                               f"ids must be unique")
+        file_names[image["id"]] = image["file_name"]
     for i, ann in enumerate(data.get("annotations", [])):
         missing = [k for k in ("id", "image_id", "category_id") if k not in ann]
         if missing:
-            raise ValueError(f"{annotation_file}: annotations[{i}] lacks {missing}")
+            raise DatasetError(f"{annotation_file}: annotations[{i}] lacks {missing}")
     coco = COCO()
     coco.dataset = data
     with contextlib.redirect_stdout(io.StringIO()):
@@ -154,7 +167,11 @@ class CocoDataset(Dataset):
         self._coco_sources.add(source)
 
         ann_skips, image_skips, examples = Counter(), Counter(), {}
-        ann_total = kept = 0
+        # Annotations of no image belong to no selection: every call counts them.
+        orphans = sum(ann["image_id"] not in coco.imgs for ann in coco.anns.values())
+        if orphans:
+            ann_skips[UNKNOWN_IMAGE] = orphans
+        ann_total, kept = orphans, 0
         for image_id in image_ids:
             image = coco.imgs[image_id]
             height, width = int(image["height"]), int(image["width"])
@@ -305,9 +322,18 @@ def annotation_problem(ann, categories, height, width):
         segm = [segm]
     if any(not isinstance(p, (list, tuple)) or len(p) % 2 for p in segm):
         return MALFORMED
-    if not any(_polygon_area(p) > 0 for p in segm if len(p) >= 6):
+    polygons = [p for p in segm if len(p) >= 6 and _polygon_area(p) > 0]
+    if not polygons:
         return DEGENERATE_POLYGON
+    if not any(_touches_image(p, height, width) for p in polygons):
+        return OUTSIDE_IMAGE
     return None
+
+
+def _touches_image(poly, height, width):
+    """Whether a flat [x0, y0, ...] polygon's bounding box overlaps the image."""
+    xs, ys = poly[0::2], poly[1::2]
+    return max(xs) > 0 and min(xs) < width and max(ys) > 0 and min(ys) < height
 
 
 def _polygon_area(poly):

@@ -9,11 +9,18 @@ exactly as with Matterport's Mask R-CNN::
         IMAGES_PER_GPU = 2
 
 Derived values (BATCH_SIZE, IMAGE_SHAPE, IMAGE_META_SIZE) are computed when the
-object is created, and impossible settings raise a `ValueError` naming the
+object is created, and impossible settings raise a `ConfigError` (a `ValueError`) naming the
 attribute, at construction rather than deep inside graph building.
 """
 
 import numpy as np
+
+from mrcnn.errors import ConfigError
+from mrcnn.layout import SIZE_MULTIPLE, image_meta_size
+
+# The five Mask R-CNN losses, as named in the training log and in LOSS_WEIGHTS.
+LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
+              "mrcnn_mask_loss")
 
 # Keras dtype policy names accepted as Config.PRECISION (see mrcnn.precision).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -72,6 +79,9 @@ class Config:
     # to save memory during training.
     USE_MINI_MASK = True
     MINI_MASK_SHAPE = (56, 56)
+    # Derived: GT_MASK_SHAPE, the [h, w] of the ground-truth masks fed to training
+    # (MINI_MASK_SHAPE, or IMAGE_SHAPE[:2] without mini masks). The data generator
+    # writes masks of this shape and the training graph's input declares it.
 
     # "none", "square", "pad64" or "crop" (see mrcnn.images.resize_image).
     IMAGE_RESIZE_MODE = "square"
@@ -99,6 +109,12 @@ class Config:
     # Ground-truth instances kept per image.
     MAX_GT_INSTANCES = 100
 
+    # A crowd box marks a region of many objects annotated as one. Anchors (RPN
+    # targets) and proposals (head targets) whose IoU with a crowd box reaches this
+    # are never used as negatives: they may well cover an object. Matterport's value,
+    # shared by data.build_rpn_targets and DetectionTargetLayer.
+    CROWD_IOU = 0.001
+
     # Std-devs the box deltas are divided by, for the RPN and the final boxes.
     RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
     BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
@@ -119,13 +135,7 @@ class Config:
     WEIGHT_DECAY = 0.0001
 
     # Relative weight of each loss term in the total.
-    LOSS_WEIGHTS = {
-        "rpn_class_loss": 1.0,
-        "rpn_bbox_loss": 1.0,
-        "mrcnn_class_loss": 1.0,
-        "mrcnn_bbox_loss": 1.0,
-        "mrcnn_mask_loss": 1.0,
-    }
+    LOSS_WEIGHTS = dict.fromkeys(LOSS_NAMES, 1.0)
 
     # Train the heads on the RPN's proposals (True) or on externally given ROIs.
     USE_RPN_ROIS = True
@@ -167,15 +177,16 @@ class Config:
         else:
             self.IMAGE_SHAPE = np.array(
                 [self.IMAGE_MAX_DIM, self.IMAGE_MAX_DIM, self.IMAGE_CHANNEL_COUNT])
-        # image_id(1) + original_image_shape(3) + image_shape(3) + window(4)
-        # + scale(1) + active_class_ids(NUM_CLASSES)
-        self.IMAGE_META_SIZE = 1 + 3 + 3 + 4 + 1 + self.NUM_CLASSES
+        self.GT_MASK_SHAPE = (tuple(int(d) for d in self.MINI_MASK_SHAPE) if self.USE_MINI_MASK
+                              else tuple(int(d) for d in self.IMAGE_SHAPE[:2]))
+        # The fields of layout.IMAGE_META_FIELDS + one active flag per class.
+        self.IMAGE_META_SIZE = image_meta_size(self.NUM_CLASSES)
         self.validate()
 
     def validate(self):
-        """Raise ValueError naming the attribute of the first impossible setting."""
+        """Raise ConfigError (a ValueError) naming the attribute of the first impossible setting."""
         def fail(attr, why):
-            raise ValueError(f"{type(self).__name__}.{attr} = {getattr(self, attr)!r}: {why}")
+            raise ConfigError(f"{type(self).__name__}.{attr} = {getattr(self, attr)!r}: {why}")
 
         if not isinstance(self.NAME, str) or not self.NAME or any(c in self.NAME for c in "/\\ "):
             fail("NAME", "set a short name without spaces or slashes; it names log folders and checkpoints")
@@ -204,10 +215,11 @@ class Config:
         if self.IMAGE_RESIZE_MODE not in ("none", "square", "pad64", "crop"):
             fail("IMAGE_RESIZE_MODE", 'must be one of "none", "square", "pad64", "crop"')
         # Six stride-2 stages (P6 included) must divide the input evenly.
-        if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % 64:
-            fail("IMAGE_MAX_DIM", 'must be divisible by 64 in "square" mode (e.g. 256, 320, 512, 1024)')
-        if self.IMAGE_RESIZE_MODE == "crop" and (self.IMAGE_MIN_DIM or 0) % 64:
-            fail("IMAGE_MIN_DIM", 'must be divisible by 64 in "crop" mode')
+        if self.IMAGE_RESIZE_MODE == "square" and self.IMAGE_MAX_DIM % SIZE_MULTIPLE:
+            fail("IMAGE_MAX_DIM", f'must be divisible by {SIZE_MULTIPLE} in "square" mode '
+                 '(e.g. 256, 320, 512, 1024)')
+        if self.IMAGE_RESIZE_MODE == "crop" and (self.IMAGE_MIN_DIM or 0) % SIZE_MULTIPLE:
+            fail("IMAGE_MIN_DIM", f'must be divisible by {SIZE_MULTIPLE} in "crop" mode')
         if self.IMAGE_MIN_DIM and self.IMAGE_MIN_DIM > self.IMAGE_MAX_DIM and self.IMAGE_RESIZE_MODE != "crop":
             fail("IMAGE_MIN_DIM", "must not exceed IMAGE_MAX_DIM")
         if len(self.BACKBONE_STRIDES) != 5:
@@ -227,7 +239,7 @@ class Config:
             fail("MASK_SHAPE", f"must be twice MASK_POOL_SIZE ({self.MASK_POOL_SIZE}): the mask head upsamples once")
         if len(self.RPN_BBOX_STD_DEV) != 4 or len(self.BBOX_STD_DEV) != 4:
             fail("BBOX_STD_DEV", "RPN_BBOX_STD_DEV and BBOX_STD_DEV need 4 values")
-        unknown = set(self.LOSS_WEIGHTS) - set(Config.LOSS_WEIGHTS)
+        unknown = set(self.LOSS_WEIGHTS) - set(LOSS_NAMES)
         if unknown:
             fail("LOSS_WEIGHTS", f"unknown loss names {sorted(unknown)}")
         if self.USE_RPN_ROIS is not True:

@@ -16,10 +16,11 @@ from collections import namedtuple
 import keras
 import numpy as np
 
-from mrcnn.anchors import compute_backbone_shapes, generate_pyramid_anchors
 from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
-from mrcnn.images import compose_image_meta, mold_image, resize_image
+from mrcnn.errors import DatasetError
+from mrcnn.images import compose_image_meta, mold_image
 from mrcnn.masks import minimize_mask, resize_mask
+from mrcnn.network_io import anchors_for_shape, resize_for_config
 
 __all__ = [
     "load_image_gt",
@@ -35,8 +36,6 @@ logger = logging.getLogger(__name__)
 # RPN anchor labelling thresholds (Faster R-CNN's, as in Matterport).
 RPN_POSITIVE_IOU = 0.7
 RPN_NEGATIVE_IOU = 0.3
-# Anchors touching a crowd box more than this are never used as negatives.
-CROWD_IOU = 0.001
 
 # imgaug augmenters that Matterport also applied to masks (geometric ones). Others,
 # e.g. colour changes, are applied to the image only.
@@ -77,9 +76,7 @@ def load_image_gt(dataset, config, image_id, augmentation=None, *, use_mini_mask
     mask, class_ids = dataset.load_mask(image_id)
     image, mask, class_ids = _checked_sample(dataset, config, image_id, image, mask, class_ids)
     original_shape = image.shape
-    image, window, scale, padding, crop = resize_image(
-        image, min_dim=config.IMAGE_MIN_DIM, max_dim=config.IMAGE_MAX_DIM,
-        min_scale=config.IMAGE_MIN_SCALE, mode=config.IMAGE_RESIZE_MODE, rng=rng)
+    image, window, scale, padding, crop = resize_for_config(image, config, rng=rng)
     if mask.shape[-1]:
         mask = resize_mask(mask, scale, padding, crop)
     else:
@@ -243,7 +240,7 @@ def build_rpn_targets(anchors, gt_class_ids, gt_boxes, config, *, rng=None):
 
     crowd_boxes = gt_boxes[gt_class_ids < 0]
     if crowd_boxes.shape[0]:
-        no_crowd = compute_overlaps(anchors, crowd_boxes).max(axis=1) < CROWD_IOU
+        no_crowd = compute_overlaps(anchors, crowd_boxes).max(axis=1) < config.CROWD_IOU
     else:
         no_crowd = np.ones([anchors.shape[0]], dtype=bool)
     gt_boxes = gt_boxes[gt_class_ids > 0]
@@ -299,6 +296,10 @@ class DataGenerator(keras.utils.PyDataset):
         next image of the epoch order that has some; replacements are counted in
         ``skipped_count`` / ``skipped_image_ids`` and logged. False keeps such images:
         all their anchors are negatives and their GT arrays are all padding.
+        An image whose file cannot be decoded (``DatasetError``, e.g. a JPEG truncated
+        after a valid header, which only shows when the image is first read) is always
+        replaced the same way, counted, named in the log, and not read again; the epoch
+        keeps its length. Any other failure raises ``ImageLoadError`` naming the image.
     seed: makes the order and the random sampling reproducible; each batch draws from
         its own generator seeded by (seed, epoch, idx), so workers never share a stream.
     no_augmentation_sources: sources whose images are never augmented.
@@ -314,8 +315,7 @@ class DataGenerator(keras.utils.PyDataset):
         input_rpn_bbox: float32 [B, RPN_TRAIN_ANCHORS_PER_IMAGE, 4].
         input_gt_class_ids: int32 [B, MAX_GT_INSTANCES], zero padded.
         input_gt_boxes: float32 [B, MAX_GT_INSTANCES, (y1, x1, y2, x2)] pixels, zero padded.
-        input_gt_masks: bool [B, h, w, MAX_GT_INSTANCES]: MINI_MASK_SHAPE with
-            USE_MINI_MASK, else IMAGE_SHAPE[:2].
+        input_gt_masks: bool [B, h, w, MAX_GT_INSTANCES], [h, w] = GT_MASK_SHAPE.
     """
 
     def __init__(self, dataset, config, shuffle=True, augmentation=None, *, skip_empty=True,
@@ -339,13 +339,11 @@ class DataGenerator(keras.utils.PyDataset):
         self.no_augmentation_sources = set(no_augmentation_sources or ())
         self.seed = int(np.random.SeedSequence(seed).entropy)
         self.image_shape = tuple(int(s) for s in config.IMAGE_SHAPE)
-        self.anchors = generate_pyramid_anchors(
-            config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
-            compute_backbone_shapes(self.image_shape, config.BACKBONE_STRIDES),
-            config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+        self.anchors = anchors_for_shape(config, self.image_shape)
         self.epoch = 0
         self.skipped_count = 0
         self.skipped_image_ids = set()
+        self.unreadable_image_ids = set()
         self._lock = threading.Lock()
         self._order = self._epoch_order()
 
@@ -376,26 +374,36 @@ class DataGenerator(keras.utils.PyDataset):
         return self._collate(samples)
 
     def _sample_at(self, position, rng):
-        """The sample at ``position`` of the epoch order, or the next one with instances."""
+        """The sample at ``position`` of the epoch order, or the next usable one."""
         num_images = len(self._order)
         for step in range(num_images):
             image_id = int(self._order[(position + step) % num_images])
-            sample = self._load_sample(image_id, rng)
+            if image_id in self.unreadable_image_ids:
+                self._note_skipped(image_id, "unreadable")
+                continue
+            try:
+                sample = self._load_sample(image_id, rng)
+            except DatasetError as err:  # the user's bad file, not a bug: skip it
+                self.unreadable_image_ids.add(image_id)
+                self._note_skipped(image_id, f"unreadable: {err}")
+                continue
             if not self.skip_empty or np.any(sample.class_ids > 0):
                 return sample
-            self._note_skipped(image_id)
-        raise ValueError(f"DataGenerator: none of the {num_images} images has any instance; "
-                         f"check load_mask, or pass skip_empty=False to train on empty images")
+            self._note_skipped(image_id, "no instances")
+        raise ValueError(f"DataGenerator: none of the {num_images} images has any instance "
+                         f"({len(self.unreadable_image_ids)} could not be read); check the "
+                         f"images and load_mask, or pass skip_empty=False to train on empty "
+                         f"images")
 
-    def _note_skipped(self, image_id):
+    def _note_skipped(self, image_id, reason):
         with self._lock:
             self.skipped_count += 1
             first_time = image_id not in self.skipped_image_ids
             self.skipped_image_ids.add(image_id)
             count = self.skipped_count
         if first_time:
-            logger.warning("DataGenerator: skipping image %d (%s): no instances (%d skips so far)",
-                           image_id, self._reference(image_id), count)
+            logger.warning("DataGenerator: skipping image %d (%s): %s (%d skips so far)",
+                           image_id, self._reference(image_id), reason, count)
 
     def _load_sample(self, image_id, rng):
         config = self.config
@@ -408,6 +416,8 @@ class DataGenerator(keras.utils.PyDataset):
                 raise ValueError(f"resized image is {image.shape}, but batches need IMAGE_SHAPE "
                                  f"{self.image_shape} (IMAGE_RESIZE_MODE {config.IMAGE_RESIZE_MODE!r})")
             rpn_match, rpn_bbox = build_rpn_targets(self.anchors, class_ids, boxes, config, rng=rng)
+        except DatasetError:
+            raise
         except Exception as err:
             reference = self._reference(image_id)
             logger.exception("DataGenerator: cannot load image %d (%s)", image_id, reference)
@@ -426,7 +436,7 @@ class DataGenerator(keras.utils.PyDataset):
     def _collate(self, samples):
         config = self.config
         batch_size, max_gt = len(samples), config.MAX_GT_INSTANCES
-        mask_shape = tuple(config.MINI_MASK_SHAPE) if config.USE_MINI_MASK else self.image_shape[:2]
+        mask_shape = tuple(config.GT_MASK_SHAPE)
         gt_class_ids = np.zeros([batch_size, max_gt], dtype=np.int32)
         gt_boxes = np.zeros([batch_size, max_gt, 4], dtype=np.float32)
         gt_masks = np.zeros((batch_size,) + mask_shape + (max_gt,), dtype=bool)

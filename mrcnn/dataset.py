@@ -20,9 +20,9 @@ import os
 import warnings
 
 import numpy as np
-import skimage.io
 
-from mrcnn.images import to_rgb, to_uint8
+from mrcnn.errors import DatasetError
+from mrcnn.images import read_image
 
 __all__ = ["Dataset"]
 
@@ -165,21 +165,21 @@ class Dataset:
     ############################################################
 
     def load_image(self, image_id):
-        """Reads the image file as uint8 RGB [H, W, 3].
+        """Reads the image file as uint8 RGB [H, W, 3] (``mrcnn.images.read_image``).
 
-        Gray images are replicated to 3 channels, alpha is dropped, 16-bit and float
-        images are rescaled to uint8. A missing or unreadable file raises an error
-        naming the path.
+        Every PIL mode is converted alike: CMYK and palette to RGB as PIL does, gray
+        replicated to 3 channels, alpha dropped, 16-bit rescaled to uint8. A missing
+        file raises FileNotFoundError, an undecodable or truncated one DatasetError,
+        both naming the image and its path.
         """
         path = self.image_info[image_id]["path"]
         if path is None or not os.path.isfile(path):
             raise FileNotFoundError(
                 f"load_image: image {image_id} ({self.image_reference(image_id)}): no file at {path!r}")
         try:
-            image = skimage.io.imread(path)
-        except Exception as err:
-            raise ValueError(f"load_image: cannot read image {image_id} from {path!r}: {err}") from err
-        return to_rgb(to_uint8(image, source=path), source=path)
+            return read_image(path)
+        except DatasetError as err:
+            raise DatasetError(f"load_image: cannot read image {image_id}: {err}") from err
 
     def load_mask(self, image_id):
         """Instance masks of an image. Override for your dataset.

@@ -15,18 +15,19 @@ import copy
 import io
 import json
 import os
-import tempfile
 import time
 import warnings
 
 import numpy as np
-import skimage.io
 from pycocotools import mask as mask_utils
 from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
-from mrcnn.images import to_rgb, to_uint8
+from mrcnn import fileio
+from mrcnn.errors import UserInputError
+from mrcnn.images import read_image
 from mrcnn.masks import mask_to_rle
+from mrcnn.network_io import pad_to_batch
 
 __all__ = [
     "STAT_NAMES",
@@ -200,7 +201,7 @@ def _detect_each(model, images, total, progress):
 
 
 def _detect_batch(model, batch, batch_size):
-    padded = batch + [batch[-1]] * (batch_size - len(batch))
+    padded = pad_to_batch(batch, batch_size)
     results = model.detect(padded, verbose=0)
     if len(results) != len(padded):
         raise ValueError(f"model.detect returned {len(results)} results for {len(padded)} images")
@@ -327,7 +328,8 @@ def make_submission(model, image_records, class_map, out_path, coco=None, progre
     model: inference model (see the module docstring).
     image_records: sequence of (coco_image_id, path, height, width), e.g. from test.json.
     class_map: Dataset or {internal class id: COCO category id}.
-    out_path: output JSON path; written atomically (a tmp file, then os.replace).
+    out_path: output JSON path; written atomically (a tmp file, then os.replace). It is
+        checked before any detection: an unwritable folder raises OutputPathError.
     coco: the test set's ``COCO`` object (test.json: images and categories); results
         are validated with ``coco.loadRes``. Default: one built from image_records
         and class_map.
@@ -340,6 +342,8 @@ def make_submission(model, image_records, class_map, out_path, coco=None, progre
     """
     records = [_check_record(r) for r in image_records]
     class_map = class_map_of(class_map)
+    # Before the detections, which can take hours: a folder that cannot be written.
+    fileio.check_output_file(out_path, "submission file")
     if coco is None:
         coco = _coco_from_records(records, class_map)
 
@@ -419,11 +423,10 @@ def _coco_from_records(records, class_map):
 
 
 def _read_image(path):
-    """uint8 RGB [H, W, 3] like Dataset.load_image, or None if the file can't be read."""
+    """uint8 RGB [H, W, 3] as Dataset.load_image reads it, or None if the file can't be read."""
     try:
-        image = skimage.io.imread(path)
-        return to_rgb(to_uint8(image, source=path), source=path)
-    except Exception:  # any decoder error means "unreadable"; the caller counts it
+        return read_image(path)
+    except (UserInputError, OSError):  # undecodable or missing: the caller counts it
         return None
 
 
@@ -432,31 +435,18 @@ def _read_image(path):
 ############################################################
 
 def write_json_atomic(obj, path):
-    """Writes ``obj`` as JSON to ``path`` atomically.
+    """Writes ``obj`` as JSON to ``path`` atomically (``mrcnn.fileio.atomic_write``).
 
-    The JSON goes to a temporary file in the same folder (same file system, so the
-    rename is atomic), is flushed to disk, then renamed over ``path`` with
-    ``os.replace``. Readers see either the old file or the complete new one; on any
-    error the temporary file is removed and ``path`` is untouched. numpy scalars and
-    arrays are converted. The parent folder is created if needed.
+    Readers see either the old file or the complete new one; on any error the
+    temporary file is removed and ``path`` is untouched. numpy scalars and arrays are
+    converted. The parent folder is created if needed; stale temporary files of an
+    earlier killed write of ``path`` are removed. A folder that cannot be written or a
+    full disk raises OutputPathError naming ``path``.
     """
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
+    with fileio.atomic_write(fileio.check_output_file(path)) as tmp:
+        with open(tmp, "w") as f:
             json.dump(obj, f, default=_json_default)
-            f.flush()
-            os.fsync(f.fileno())
-        # mkstemp creates the file 0600; a result file should be readable like any other.
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return path
+    return os.fspath(path)
 
 
 def _count(n, noun):

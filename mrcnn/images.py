@@ -1,4 +1,4 @@
-"""Host-side (numpy) image helpers: resizing, molding, image meta, channel fixes.
+"""Host-side (numpy) image helpers: decoding, resizing, molding, image meta, channel fixes.
 
 Conventions (see docs/DESIGN.md):
 - Images are ``[H, W, C]`` arrays, RGB when C == 3.
@@ -10,8 +10,14 @@ Conventions (see docs/DESIGN.md):
 import numpy as np
 import skimage.transform
 import skimage.util
+from PIL import Image, UnidentifiedImageError
+
+from mrcnn.errors import DatasetError
+
+from mrcnn.layout import IMAGE_META_FIELDS, IMAGE_META_FIXED_SIZE, IMAGE_META_INDEX, SIZE_MULTIPLE
 
 __all__ = [
+    "read_image",
     "resize_image",
     "mold_image",
     "unmold_image",
@@ -24,9 +30,6 @@ __all__ = [
 
 RESIZE_MODES = ("none", "square", "pad64", "crop")
 
-# Every FPN level halves the size; P6 is 2**6 = 64 times smaller than the input, so
-# pad64 makes both sides divisible by 64 to keep up- and down-sampling exact.
-_PAD_MULTIPLE = 64
 
 
 ############################################################
@@ -83,8 +86,8 @@ def resize_image(image, min_dim=None, max_dim=None, min_scale=None, mode="square
     if mode == "square":
         padding = [_centred_pad(h, max_dim), _centred_pad(w, max_dim), (0, 0)]
     elif mode == "pad64":
-        padding = [_centred_pad(h, _round_up(h, _PAD_MULTIPLE)),
-                   _centred_pad(w, _round_up(w, _PAD_MULTIPLE)), (0, 0)]
+        padding = [_centred_pad(h, _round_up(h, SIZE_MULTIPLE)),
+                   _centred_pad(w, _round_up(w, SIZE_MULTIPLE)), (0, 0)]
     else:  # crop
         return _random_crop(image, min_dim, scale, rng)
     image = np.pad(image, padding, mode="constant", constant_values=0)
@@ -190,18 +193,14 @@ def compose_image_meta(image_id, original_image_shape, image_shape, window, scal
 
     Returns: float64 [12 + NUM_CLASSES] vector.
     """
-    parts = [
-        ("original_image_shape", original_image_shape, 3),
-        ("image_shape", image_shape, 3),
-        ("window", window, 4),
-    ]
-    values = [float(image_id)]
-    for name, value, size in parts:
-        value = np.asarray(value, dtype=np.float64).ravel()
+    given = {"image_id": image_id, "original_image_shape": original_image_shape,
+             "image_shape": image_shape, "window": window, "scale": scale}
+    values = []
+    for name, size in IMAGE_META_FIELDS:
+        value = np.asarray(given[name], dtype=np.float64).ravel()
         if value.size != size:
             raise ValueError(f"compose_image_meta: {name} must have {size} values, got {value.size}")
         values.extend(value)
-    values.append(float(scale))
     values.extend(np.asarray(active_class_ids, dtype=np.float64).ravel())
     return np.array(values, dtype=np.float64)
 
@@ -219,18 +218,12 @@ def parse_image_meta(meta):
     meta = np.asarray(meta)
     single = meta.ndim == 1
     meta = np.atleast_2d(meta)
-    if meta.ndim != 2 or meta.shape[1] < 13:
+    if meta.ndim != 2 or meta.shape[1] <= IMAGE_META_FIXED_SIZE:
         raise ValueError(
             f"parse_image_meta: meta must be [B, 12 + NUM_CLASSES] with NUM_CLASSES >= 1, "
             f"got shape {np.shape(meta)}")
-    parsed = {
-        "image_id": meta[:, 0].astype(np.int32),
-        "original_image_shape": meta[:, 1:4].astype(np.int32),
-        "image_shape": meta[:, 4:7].astype(np.int32),
-        "window": meta[:, 7:11].astype(np.int32),
-        "scale": meta[:, 11].astype(np.float32),
-        "active_class_ids": meta[:, 12:].astype(np.int32),
-    }
+    parsed = {name: meta[:, index].astype(np.float32 if name == "scale" else np.int32)
+              for name, index in IMAGE_META_INDEX.items()}
     if single:
         parsed = {key: value[0] for key, value in parsed.items()}
     return parsed
@@ -283,3 +276,59 @@ def to_uint8(image, source=""):
     except ValueError as err:
         where = f" ({source})" if source else ""
         raise ValueError(f"to_uint8: cannot convert image{where} of dtype {image.dtype} to uint8: {err}") from err
+
+
+############################################################
+#  Decoding
+############################################################
+
+# The PIL mode to convert 8-bit images to, per requested channel count.
+_PIL_MODE_OF_CHANNELS = {1: "L", 3: "RGB", 4: "RGBA"}
+# PIL modes holding more than 8 bits per pixel (all single-channel).
+_WIDE_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I", "F")
+
+
+def read_image(path, channels=3):
+    """Decodes an image file to a uint8 [H, W, channels] array: the one decoder of the
+    package, so training and inference see the same pixels.
+
+    path: the image file.
+    channels: 1 (gray), 3 (RGB) or 4 (RGBA).
+
+    Every mode PIL reads is handled alike: CMYK, YCbCr, palette ("P", "PA"), bilevel ("1"),
+    gray with or without alpha and RGB(A) go through PIL's own ``convert`` (so CMYK gives
+    exactly ``convert("RGB")``'s pixels, gray is replicated, a missing alpha is opaque and a
+    dropped alpha is not blended); 16/32-bit gray ("I;16", "I") is rescaled from the
+    uint16 range and float ("F") from [0, 1], as ``to_uint8`` does. EXIF orientation is
+    not applied: pixels come in file order, as the annotations of COCO-style datasets
+    expect.
+
+    Raises FileNotFoundError for a missing file and DatasetError naming the file for one
+    that cannot be decoded (not an image, truncated, corrupt).
+    """
+    if channels not in _PIL_MODE_OF_CHANNELS:
+        raise ValueError(f"read_image: channels must be 1, 3 or 4, got {channels!r}")
+    path = str(path)
+    try:
+        with Image.open(path) as image:
+            image.load()
+            if image.mode in _WIDE_MODES:
+                return _wide_to_channels(np.asarray(image), channels, path)
+            pixels = np.asarray(image.convert(_PIL_MODE_OF_CHANNELS[channels]))
+            return pixels.reshape(image.height, image.width, channels)
+    except FileNotFoundError:
+        raise FileNotFoundError(f"read_image: no image file at {path!r}") from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        # PIL reports a truncated file as OSError, a broken header as SyntaxError/ValueError.
+        raise DatasetError(f"{path}: cannot decode the image ({err})") from err
+
+
+def _wide_to_channels(gray, channels, path):
+    """uint8 [H, W, channels] of a 16/32-bit or float single-channel image."""
+    if np.issubdtype(gray.dtype, np.integer):
+        # "I" images (e.g. 16-bit PNGs in older PIL) hold 16-bit values in int32.
+        gray = np.clip(gray, 0, np.iinfo(np.uint16).max).astype(np.uint16)
+    gray = to_uint8(gray, source=path)[:, :, np.newaxis]
+    if channels == 4:
+        return np.concatenate([np.repeat(gray, 3, axis=2), np.full_like(gray, 255)], axis=2)
+    return np.repeat(gray, channels, axis=2)

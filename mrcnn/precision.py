@@ -12,12 +12,13 @@ Under a mixed policy:
   precision (a checkpoint trained in one precision loads into the others);
 * the convolutions, dense layers and normalisations compute in the low
   precision (BatchNorm and GroupNorm normalise in float32 internally);
-* everything that needs float32 is float32 whatever the policy: the geometry
-  layers (`ProposalLayer`, `DetectionLayer`, `DetectionTargetLayer`,
-  `PyramidROIAlign`: anchors, box-delta decoding, NMS inputs, ROI level
-  assignment, image meta), the glue that carries boxes between them, the
-  heads' output layers (logits, softmax, box deltas, mask sigmoid) and the
-  losses (`mrcnn.losses` casts every input to float32);
+* everything that needs float32 is float32 whatever the policy (those layers
+  default to dtype="float32"): the geometry layers (`ProposalLayer`,
+  `DetectionLayer`, `DetectionTargetLayer`, `PyramidROIAlign`: anchors,
+  box-delta decoding, NMS inputs, ROI level assignment), the glue that carries
+  boxes and image meta between them (`mrcnn.layers.wiring`, `PositiveRows`, the
+  RPN concatenations), the heads' output layers (logits, softmax, box deltas,
+  mask sigmoid) and the losses (`mrcnn.losses` casts every input to float32);
 * with "mixed_float16", `keras.Model.compile` wraps the optimizer
   (`training.SGDWithL2`) in `keras.optimizers.LossScaleOptimizer`: the training
   graph carries the policy, and Keras scales the loss and unscales the
@@ -30,10 +31,7 @@ import keras
 
 from mrcnn.config import PRECISIONS
 
-__all__ = ["PRECISIONS", "FLOAT32", "policy_scope", "check_precision"]
-
-# The dtype of layers that must stay float32 under any policy.
-FLOAT32 = "float32"
+__all__ = ["PRECISIONS", "policy_scope", "check_precision"]
 
 
 def check_precision(precision):

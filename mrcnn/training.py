@@ -12,8 +12,10 @@ import os
 import re
 
 import keras
+from keras import ops
 
-from mrcnn import graph_ops, losses
+from mrcnn import fileio, graph_ops, losses
+from mrcnn.config import LOSS_NAMES
 from mrcnn import weights as weights_io
 
 log = logging.getLogger("mrcnn")
@@ -81,6 +83,50 @@ class SGDWithL2(keras.optimizers.SGD):
 
     def get_config(self):
         return {**super().get_config(), "l2": self.l2}
+
+
+class TrainingGraph(keras.Model):
+    """The training graph plus its loss: the weighted sum of the five Mask R-CNN
+    losses and L2 weight decay. Each loss is tracked as its own metric, so the
+    progress bar, the CSV log and TensorBoard show all five. The L2 term is in the
+    reported loss, but its gradient comes from the optimizer, so compile with
+    ``training.SGDWithL2(l2=weight_decay, ...)`` (``MaskRCNN.compile`` does)."""
+
+    def __init__(self, *args, loss_weights=None, weight_decay=0.0, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.loss_weights_by_name = dict(loss_weights or {})
+        self.weight_decay = weight_decay
+        self.loss_trackers = {name: keras.metrics.Mean(name=name) for name in LOSS_NAMES}
+
+    @property
+    def metrics(self):
+        return super().metrics + list(self.loss_trackers.values())
+
+    def mask_rcnn_losses(self, x, y_pred):
+        return {
+            "rpn_class_loss": losses.rpn_class_loss(x["input_rpn_match"], y_pred["rpn_class_logits"]),
+            "rpn_bbox_loss": losses.rpn_bbox_loss(x["input_rpn_bbox"], x["input_rpn_match"],
+                                                  y_pred["rpn_bbox"]),
+            "mrcnn_class_loss": losses.mrcnn_class_loss(y_pred["target_class_ids"],
+                                                        y_pred["mrcnn_class_logits"],
+                                                        y_pred["active_class_ids"]),
+            "mrcnn_bbox_loss": losses.mrcnn_bbox_loss(y_pred["target_bbox"], y_pred["target_class_ids"],
+                                                      y_pred["mrcnn_bbox"]),
+            "mrcnn_mask_loss": losses.mrcnn_mask_loss(y_pred["target_mask"], y_pred["mask_class_ids"],
+                                                      y_pred["mrcnn_mask"]),
+        }
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        parts = self.mask_rcnn_losses(x, y_pred)
+        total = 0.0
+        for name, value in parts.items():
+            self.loss_trackers[name].update_state(value)
+            total = total + self.loss_weights_by_name.get(name, 1.0) * value
+        if self.weight_decay:
+            # Reported only: its gradient is added by the optimizer (training.SGDWithL2).
+            total = total + ops.stop_gradient(
+                losses.l2_weight_decay(self.trainable_weights, self.weight_decay))
+        return total
 
 
 def set_trainable(model, regex, verbose=0, _depth=0):
@@ -157,12 +203,18 @@ class AtomicCheckpoint(keras.callbacks.Callback):
     """Save weights in Matterport's Keras-2 HDF5 layout after every epoch.
 
     The file is written to a temporary name and renamed, so a run killed while
-    saving leaves the previous checkpoints intact.
+    saving leaves the previous checkpoints intact; the temporary file such a run
+    leaves behind is removed when training (re)starts in the folder.
     """
 
     def __init__(self, log_dir, name, keras_model):
         super().__init__()
         self.log_dir, self.name, self.keras_model = log_dir, name, keras_model
+
+    def on_train_begin(self, logs=None):
+        checkpoint_names = re.escape(f"mask_rcnn_{self.name.lower()}_") + r"\d{4}\.h5"
+        for path in fileio.remove_stale_temp_files(self.log_dir, checkpoint_names):
+            log.info("removed %s, left by a run killed while saving", path)
 
     def on_epoch_end(self, epoch, logs=None):
         path = checkpoint_path(self.log_dir, self.name, epoch + 1)

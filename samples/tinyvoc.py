@@ -42,8 +42,10 @@ if ROOT_DIR not in sys.path:
     # Run as a script from anywhere: make `mrcnn` and `samples` importable.
     sys.path.insert(0, ROOT_DIR)
 
+from mrcnn import fileio  # noqa: E402
 from mrcnn.coco import CocoDataset, read_coco_json  # noqa: E402
 from mrcnn.config import PRECISIONS, Config  # noqa: E402
+from mrcnn.errors import UserInputError  # noqa: E402
 from samples.synthetic_tinyvoc import add_synth_arguments  # noqa: E402
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
@@ -59,7 +61,7 @@ LAYOUT = (
 WEIGHT_CHOICES = ("imagenet", "coco", "last", "none")
 
 
-class InputError(Exception):
+class InputError(UserInputError):
     """Bad command-line input (missing folder/file, invalid data): printed, no traceback."""
 
 
@@ -151,6 +153,23 @@ class TinyVOCDataset(CocoDataset):
         return self.load_coco(coco, os.path.join(dataset_dir, TRAIN_DIR), source=SOURCE,
                               image_ids=train_ids if subset == "train" else val_ids,
                               check_files=check_files)
+
+
+def check_categories(dataset, json_name, dataset_dir):
+    """Raises InputError, before any detection, unless the dataset has as many categories
+    as the model predicts and, for test.json, the same as pascal_train.json (the model's
+    class ids follow the training categories)."""
+    expected, path = TinyVOCConfig.NUM_CLASSES - 1, os.path.join(dataset_dir, json_name)
+    if len(dataset.class_map()) != expected:
+        raise InputError(f"{path} has {len(dataset.class_map())} categories; the tinyvoc "
+                         f"model predicts {expected}")
+    train_json = os.path.join(dataset_dir, TRAIN_JSON)
+    if json_name != TRAIN_JSON and os.path.isfile(train_json):
+        def categories(coco):
+            return sorted((c["id"], c["name"]) for c in coco.dataset["categories"])
+        if categories(read_coco_json(train_json)) != categories(dataset.coco):
+            raise InputError(f"{json_name} and {TRAIN_JSON} in {dataset_dir} list different "
+                             "categories; the model's class ids follow the training categories")
 
 
 def split_image_ids(image_ids, val_fraction=0.1, seed=0):
@@ -360,7 +379,9 @@ def cmd_train(args):
     """Heads for --heads-epochs, then all layers for --all-epochs more (at --all-lr)."""
     train = load_subset(args.dataset, "train", args.val_fraction, args.seed)
     val = load_subset(args.dataset, "val", args.val_fraction, args.seed) if args.val_fraction > 0 else None
+    check_categories(train, TRAIN_JSON, args.dataset)
     check_weights(args)
+    fileio.check_output_folder(args.logs, "--logs folder")
     from mrcnn.model import MaskRCNN  # after the data checks: TensorFlow is slow to import
     config = make_config(args, inference=False, train_images=train.num_images,
                          val_images=val.num_images if val is not None else 0)
@@ -399,11 +420,13 @@ def cmd_evaluate(args):
     from mrcnn.evaluate import evaluate_coco, write_json_atomic
 
     val = load_subset(args.dataset, "val", args.val_fraction, args.seed)
+    check_categories(val, TRAIN_JSON, args.dataset)
+    out = args.out and fileio.check_output_file(args.out, "--out file")
     model, weights_path = _inference_model(args)
+    out = out or fileio.check_output_file(_eval_json_path(weights_path, args.logs))
     # coco=None: the ground truth is what the dataset kept, so annotations skipped as
     # invalid (which pycocotools may not even parse) do not count.
     stats = evaluate_coco(model, val, None, eval_type=("bbox", "segm"), limit=args.limit)
-    out = args.out or _eval_json_path(weights_path, args.logs)
     images = min(args.limit, val.num_images) if args.limit else val.num_images
     write_json_atomic({"weights": weights_path, "images": images,
                        "val_fraction": args.val_fraction, "seed": args.seed, "stats": stats}, out)
@@ -424,22 +447,11 @@ def cmd_submit(args):
     from mrcnn.evaluate import make_submission
 
     test = load_subset(args.dataset, "test")
-    expected = TinyVOCConfig.NUM_CLASSES - 1
-    if len(test.class_map()) != expected:
-        raise InputError(f"{os.path.join(args.dataset, TEST_JSON)} has {len(test.class_map())} "
-                         f"categories; the tinyvoc model predicts {expected}")
-    # The model's class ids come from the training categories: submitting them with
-    # test.json's ids is only right when both files list the same categories.
-    train_json = os.path.join(args.dataset, TRAIN_JSON)
-    if os.path.isfile(train_json):
-        train_categories = sorted((c["id"], c["name"]) for c in read_coco_json(train_json).dataset["categories"])
-        test_categories = sorted((c["id"], c["name"]) for c in test.coco.dataset["categories"])
-        if train_categories != test_categories:
-            raise InputError(f"{TEST_JSON} and {TRAIN_JSON} in {args.dataset} list different "
-                             "categories; the model's class ids follow the training categories")
+    check_categories(test, TEST_JSON, args.dataset)
     records = [(info["id"], info["path"], info["height"], info["width"]) for info in test.image_info]
     if args.limit:
         records = records[:args.limit]
+    fileio.check_output_file(args.out, "--out file")
     model, _ = _inference_model(args)
     report = make_submission(model, records, test.class_map(), args.out, coco=test.coco)
     print(f"Wrote {report['detections']} detections on {report['images']} images to "
@@ -449,20 +461,17 @@ def cmd_submit(args):
 
 def cmd_detect(args):
     """Saves a picture of the detections in --image."""
-    import skimage.io
-    from mrcnn.images import to_rgb, to_uint8
+    from mrcnn.images import read_image
     from samples.synthetic_tinyvoc import VOC_CLASSES
 
     if not os.path.isfile(args.image):
         raise InputError(f"--image: no file at {args.image!r}")
-    try:
-        image = to_rgb(to_uint8(skimage.io.imread(args.image), source=args.image), source=args.image)
-    except Exception as err:  # any decoder error
-        raise InputError(f"--image: cannot read {args.image!r}: {err}") from err
+    image = read_image(args.image)  # an undecodable file raises DatasetError naming it
+    out = args.out or os.path.splitext(os.path.basename(args.image))[0] + "_detections.png"
+    fileio.check_output_file(out, "--out picture")
     model, _ = _inference_model(args)
     from mrcnn import visualize
     r = model.detect([image], verbose=0)[0]
-    out = args.out or os.path.splitext(os.path.basename(args.image))[0] + "_detections.png"
     class_names = ["BG"] + list(VOC_CLASSES)
     visualize.display_instances(image, r["rois"], r["masks"], r["class_ids"], class_names,
                                 r["scores"], figsize=(8, 8), save_path=out)
@@ -589,8 +598,10 @@ def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except InputError as err:
-        # Bad input gets a clear message, not a traceback; real bugs keep theirs.
+    except UserInputError as err:
+        # The one place user mistakes (bad data, weights, config, output paths: the
+        # mrcnn.errors types and InputError) become a message and exit code 2; any other
+        # exception is a bug and keeps its traceback.
         print(f"error: {err}", file=sys.stderr)
         raise SystemExit(2) from None
 

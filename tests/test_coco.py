@@ -11,6 +11,7 @@ from pycocotools.coco import COCO
 
 from mrcnn import coco as coco_module
 from mrcnn.coco import CocoDataset, annotation_problem, read_coco_json
+from mrcnn.errors import DatasetError
 from samples.synthetic_tinyvoc import write_synthetic_tinyvoc
 
 
@@ -196,6 +197,62 @@ def test_no_usable_image_is_an_error(synthetic, tmp_path):
     ({"category_id": 5, "segmentation": {"size": [20, 10], "counts": "00"}}, coco_module.MALFORMED),
     # One degenerate part next to a good one: the good part is enough.
     ({"category_id": 5, "segmentation": [[0, 0, 1, 1], [0, 0, 9, 0, 9, 9]]}, None),
+    # Entirely outside the 20 x 10 image (right of it, below it, left of it).
+    ({"category_id": 5, "segmentation": [[20, 0, 29, 0, 29, 9]]}, coco_module.OUTSIDE_IMAGE),
+    ({"category_id": 5, "segmentation": [[0, 10, 9, 10, 9, 19]]}, coco_module.OUTSIDE_IMAGE),
+    ({"category_id": 5, "segmentation": [[-9, 0, 0, 0, -5, 9]]}, coco_module.OUTSIDE_IMAGE),
+    # Partly inside: usable; one part inside is enough.
+    ({"category_id": 5, "segmentation": [[15, 0, 29, 0, 29, 9]]}, None),
+    ({"category_id": 5, "segmentation": [[40, 0, 49, 0, 49, 9], [0, 0, 9, 0, 9, 9]]}, None),
 ])
 def test_annotation_problem(ann, reason):
     assert annotation_problem(ann, {5: {"id": 5}}, height=10, width=20) == reason
+
+
+def _rewrite(folder, change):
+    path = folder / "pascal_train.json"
+    raw = json.loads(path.read_text())
+    change(raw)
+    path.write_text(json.dumps(raw))
+    return raw
+
+
+def test_duplicate_image_id_names_the_id_and_both_files(synthetic, tmp_path):
+    folder = _copy(synthetic, tmp_path)
+
+    def duplicate(raw):
+        raw["images"][2]["id"] = raw["images"][0]["id"]
+
+    raw = _rewrite(folder, duplicate)
+    first, second = raw["images"][0]["file_name"], raw["images"][2]["file_name"]
+    with pytest.raises(DatasetError, match=f"pascal_train.json: image id {raw['images'][0]['id']} "
+                       f"is used twice, by '{first}' and '{second}'"):
+        CocoDataset().load_coco(folder / "pascal_train.json", folder / "train_images")
+
+
+def test_unknown_image_id_and_outside_polygon_are_counted(synthetic, tmp_path):
+    folder = _copy(synthetic, tmp_path)
+
+    def corrupt(raw):
+        polygons = [a for a in raw["annotations"] if isinstance(a["segmentation"], list)
+                    and a["id"] not in synthetic["defects"].values() and not a["iscrowd"]]
+        polygons[0]["image_id"] = 987654            # no such image
+        image = next(im for im in raw["images"] if im["id"] == polygons[1]["image_id"])
+        shift = image["width"] + 5                  # every point right of the image
+        polygons[1]["segmentation"] = [[v + shift if i % 2 == 0 else v for i, v in enumerate(p)]
+                                       for p in polygons[1]["segmentation"]]
+        corrupt.ids = polygons[0]["id"], polygons[1]["id"]
+
+    raw = _rewrite(folder, corrupt)
+    dataset = CocoDataset()
+    with pytest.warns(UserWarning) as record:
+        dataset.load_coco(folder / "pascal_train.json", folder / "train_images")
+    skipped = dataset.skipped["annotations"]
+    assert skipped[coco_module.UNKNOWN_IMAGE] == 1 and skipped[coco_module.OUTSIDE_IMAGE] == 1
+    summary = [str(w.message) for w in record if "skipped" in str(w.message)]
+    assert len(summary) == 1
+    # The 3 defects of the synthetic file, and the 2 new ones.
+    assert f"skipped 5 of {len(raw['annotations'])} annotations" in summary[0]
+    assert "1 unknown image id" in summary[0] and "1 polygon outside its image" in summary[0]
+    kept = {a["id"] for info in dataset.image_info for a in info["annotations"]}
+    assert not kept & set(corrupt.ids)

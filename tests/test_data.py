@@ -214,6 +214,7 @@ def test_bad_masks_and_class_ids_are_reported(config):
 class RpnConfig:
     RPN_TRAIN_ANCHORS_PER_IMAGE = 16
     RPN_BBOX_STD_DEV = np.array([0.1, 0.1, 0.2, 0.2])
+    CROWD_IOU = 0.001
 
 
 HAND_ANCHORS = np.array([
@@ -445,3 +446,35 @@ def test_generator_checks_class_count(dataset):
 
     with pytest.raises(ValueError, match="NUM_CLASSES"):
         DataGenerator(dataset, Other())
+
+
+class JpegRectDataset(RectDataset):
+    """RectDataset whose images come from JPEG files, read by Dataset.load_image."""
+
+    def __init__(self, images, folder):
+        super().__init__(images)
+        from PIL import Image
+        for image_id, info in enumerate(self.image_info):
+            info["path"] = str(folder / f"rect_{image_id}.jpg")
+            Image.fromarray(RectDataset.load_image(self, image_id)).save(info["path"], quality=95)
+
+    load_image = Dataset.load_image
+
+
+def test_generator_skips_a_truncated_jpeg_counts_and_names_it(config, tmp_path, caplog):
+    ds = JpegRectDataset(IMAGES[:4], tmp_path)
+    truncated = ds.image_info[1]["path"]
+    with open(truncated, "rb") as f:
+        data = f.read()
+    with open(truncated, "wb") as f:   # the header survives, the pixel data does not
+        f.write(data[:len(data) // 3])
+    gen = DataGenerator(ds, config, shuffle=False, steps=4)   # two passes over 4 images
+    with caplog.at_level(logging.WARNING, logger="mrcnn.data"):
+        batches = [gen[i] for i in range(len(gen))]
+    assert len(batches) == 4     # the epoch keeps its length
+    ids = [parse_image_meta(b["input_image_meta"])["image_id"].tolist() for b in batches]
+    assert ids == [[0, 2], [2, 3], [0, 2], [2, 3]]   # image 1 replaced by the next one
+    assert all(b["input_image"].shape == (2,) + tuple(config.IMAGE_SHAPE) for b in batches)
+    assert gen.skipped_count == 2 and gen.skipped_image_ids == {1} == gen.unreadable_image_ids
+    assert "rect image #1" in caplog.text and "rect_1.jpg" in caplog.text
+    assert "unreadable" in caplog.text and caplog.text.count("skipping image 1") == 1

@@ -9,12 +9,9 @@ from tests import reference as ref
 STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 
 
-def _meta(windows_px, image=128, num_classes=4):
-    meta = np.zeros((len(windows_px), 12 + num_classes), np.float32)
-    meta[:, 4:7] = [image, image, 3]
-    meta[:, 7:11] = windows_px
-    meta[:, 12:] = 1
-    return meta
+def _windows(windows_px, image=128):
+    """Pixel windows of an image x image molded image -> normalized [B, 4] float32."""
+    return np.array([ref.norm_box(w, image, image) for w in windows_px], np.float32)
 
 
 def _one_hot_probs(classes, scores, num_classes=4):
@@ -36,10 +33,10 @@ def test_hand_case_per_class_nms_confidence_background_padding():
                     np.float32)
     probs = _one_hot_probs([1, 2, 1, 1, 3, 0], [0.95, 0.90, 0.85, 0.70, 0.69, 0.99])
     bbox = np.zeros((6, 4, 4), np.float32)
-    meta = _meta([[0, 0, 128, 128]])
+    windows = _windows([[0, 0, 128, 128]])
     layer = DetectionLayer(max_instances=5, min_confidence=0.7, nms_threshold=0.3,
                            bbox_std_dev=STD)
-    got = np.asarray(layer([rois[None], probs[None], bbox[None], meta]))[0]
+    got = np.asarray(layer([rois[None], probs[None], bbox[None], windows]))[0]
     want = np.zeros((5, 6), np.float32)
     want[0] = [*rois[0], 1, 0.95]
     want[1] = [*rois[1], 2, 0.90]
@@ -54,8 +51,8 @@ def test_refines_with_class_deltas_times_std_and_clips_to_window():
     bbox[0, 2] = [1.0, 0.0, 0.0, 0.0]   # class-2 delta: dy = 1 * 0.1 of height 0.2
     bbox[0, 1] = [5.0, 5.0, 5.0, 5.0]   # another class's delta: must be ignored
     bbox[1, 1] = [0.0, 0.0, 2.5, 0.0]   # log(dh) = 0.5: height 0.2 * e^0.5 = 0.33
-    meta = _meta([[0, 0, 80, 128]])      # window rows 0..79 -> y in [0, 79/127]
-    got = np.asarray(DetectionLayer(4, 0.5, 0.3)([rois[None], probs[None], bbox[None], meta]))
+    windows = _windows([[0, 0, 80, 128]])      # window rows 0..79 -> y in [0, 79/127]
+    got = np.asarray(DetectionLayer(4, 0.5, 0.3, STD)([rois[None], probs[None], bbox[None], windows]))
     np.testing.assert_allclose(got[0, 0], [0.22, 0.2, 0.42, 0.4, 2, 0.9], atol=1e-6)
     half = 0.1 * np.exp(0.5)
     np.testing.assert_allclose(got[0, 1], [0.6 - half, 0.5, 79 / 127, 0.7, 1, 0.8], atol=1e-6)
@@ -68,37 +65,37 @@ def _random_case(rng, batch, n, num_classes):
     logits = rng.normal(scale=2.0, size=(batch, n, num_classes))
     probs = (np.exp(logits) / np.exp(logits).sum(-1, keepdims=True)).astype(np.float32)
     bbox = rng.normal(scale=0.5, size=(batch, n, num_classes, 4)).astype(np.float32)
-    meta = _meta([[0, 0, 128, 128], [16, 8, 112, 120]], num_classes=num_classes)
-    return rois, probs, bbox, meta
+    windows = _windows([[0, 0, 128, 128], [16, 8, 112, 120]])
+    return rois, probs, bbox, windows
 
 
-def _reference(rois, probs, bbox, meta, max_instances, min_conf, nms):
+def _reference(rois, probs, bbox, windows, max_instances, min_conf, nms):
     out = []
     for b in range(len(rois)):
-        window = ref.norm_box(meta[b, 7:11], meta[b, 4], meta[b, 5])
-        out.append(ref.detections(rois[b], probs[b], bbox[b], window, max_instances,
+        out.append(ref.detections(rois[b], probs[b], bbox[b], windows[b], max_instances,
                                   min_conf, nms, STD))
     return np.stack(out)
 
 
 def test_random_batch_matches_reference():
-    rois, probs, bbox, meta = _random_case(np.random.default_rng(0), 2, 60, 5)
-    layer = DetectionLayer(max_instances=12, min_confidence=0.4, nms_threshold=0.3)
-    got = np.asarray(layer([rois, probs, bbox, meta]))
-    want = _reference(rois, probs, bbox, meta, 12, 0.4, 0.3)
+    rois, probs, bbox, windows = _random_case(np.random.default_rng(0), 2, 60, 5)
+    layer = DetectionLayer(max_instances=12, min_confidence=0.4, nms_threshold=0.3,
+                           bbox_std_dev=STD)
+    got = np.asarray(layer([rois, probs, bbox, windows]))
+    want = _reference(rois, probs, bbox, windows, 12, 0.4, 0.3)
     assert got.shape == (2, 12, 6)
     np.testing.assert_allclose(got, want, atol=1e-5)
     # The case is not trivial: NMS drops boxes and the cap of 12 then cuts both images.
-    uncapped = _reference(rois, probs, bbox, meta, 100, 0.4, 0.3)
-    no_nms = _reference(rois, probs, bbox, meta, 100, 0.4, 1.0)
+    uncapped = _reference(rois, probs, bbox, windows, 100, 0.4, 0.3)
+    no_nms = _reference(rois, probs, bbox, windows, 100, 0.4, 1.0)
     assert ((uncapped[:, :, 5] > 0).sum(1) > 12).all()
     assert ((no_nms[:, :, 5] > 0).sum(1) > (uncapped[:, :, 5] > 0).sum(1)).all()
 
 
 def test_functional_model_batch_two_and_zero_min_confidence():
-    rois, probs, bbox, meta = _random_case(np.random.default_rng(1), 2, 40, 4)
-    got = ref.functional_predict(DetectionLayer(30, 0.0, 0.5), [rois, probs, bbox, meta])
-    np.testing.assert_allclose(got, _reference(rois, probs, bbox, meta, 30, 0.0, 0.5),
+    rois, probs, bbox, windows = _random_case(np.random.default_rng(1), 2, 40, 4)
+    got = ref.functional_predict(DetectionLayer(30, 0.0, 0.5, STD), [rois, probs, bbox, windows])
+    np.testing.assert_allclose(got, _reference(rois, probs, bbox, windows, 30, 0.0, 0.5),
                                atol=1e-5)
 
 
@@ -113,12 +110,12 @@ def test_config_round_trip():
 
 
 def test_model_config_round_trip_uses_registered_layer():
-    rois, probs, bbox, meta = _random_case(np.random.default_rng(5), 2, 20, 3)
-    inputs = [keras.Input(a.shape[1:]) for a in (rois, probs, bbox, meta)]
-    model = keras.Model(inputs, DetectionLayer(5, 0.3, 0.5)(inputs))
+    rois, probs, bbox, windows = _random_case(np.random.default_rng(5), 2, 20, 3)
+    inputs = [keras.Input(a.shape[1:]) for a in (rois, probs, bbox, windows)]
+    model = keras.Model(inputs, DetectionLayer(5, 0.3, 0.5, STD)(inputs))
     clone = keras.Model.from_config(model.get_config())
-    np.testing.assert_allclose(clone.predict([rois, probs, bbox, meta], verbose=0),
-                               _reference(rois, probs, bbox, meta, 5, 0.3, 0.5), atol=1e-5)
+    np.testing.assert_allclose(clone.predict([rois, probs, bbox, windows], verbose=0),
+                               _reference(rois, probs, bbox, windows, 5, 0.3, 0.5), atol=1e-5)
 
 
 @pytest.mark.parametrize("kwargs", [
@@ -127,4 +124,5 @@ def test_model_config_round_trip_uses_registered_layer():
 ])
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError, match="DetectionLayer"):
-        DetectionLayer(**kwargs)
+        DetectionLayer(**{"max_instances": 100, "min_confidence": 0.7, "nms_threshold": 0.3,
+                          "bbox_std_dev": STD, **kwargs})

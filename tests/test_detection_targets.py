@@ -9,6 +9,7 @@ STD = np.array([0.1, 0.1, 0.2, 0.2], np.float32)
 MINI = 6        # mini-mask side
 FULL = 32       # full-image mask side
 MASK = (4, 4)   # mask target shape
+CROWD_IOU = 0.001  # Config.CROWD_IOU
 
 G0 = [0.1, 0.1, 0.5, 0.5]   # class 1
 G1 = [0.6, 0.5, 0.9, 0.9]   # class 3
@@ -46,7 +47,7 @@ def _inputs(proposals, gt_boxes, gt_class_ids, mini=True):
 
 
 def _layer(T=10, ratio=0.33, mini=True, seed=0):
-    return DetectionTargetLayer(T, ratio, MASK, mini, STD, seed=seed)
+    return DetectionTargetLayer(T, ratio, MASK, mini, STD, CROWD_IOU, seed=seed)
 
 
 def _rows(a):
@@ -164,7 +165,7 @@ def test_functional_model_batch_two_mixed_images():
 
 
 def test_config_round_trip():
-    layer = DetectionTargetLayer(200, 0.33, [28, 28], True, [0.1, 0.1, 0.2, 0.2], seed=7,
+    layer = DetectionTargetLayer(200, 0.33, [28, 28], True, [0.1, 0.1, 0.2, 0.2], CROWD_IOU, seed=7,
                                  name="proposal_targets")
     clone = DetectionTargetLayer.from_config(layer.get_config())
     assert clone.get_config() == layer.get_config()
@@ -175,8 +176,9 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize("args", [
-    (0, 0.33, (28, 28), True), (200, 0.0, (28, 28), True), (200, 0.33, (28,), True),
-    (200, 0.33, (28, 28), True, (0.1, 0.1)),
+    (0, 0.33, (28, 28), True, STD, CROWD_IOU), (200, 0.0, (28, 28), True, STD, CROWD_IOU),
+    (200, 0.33, (28,), True, STD, CROWD_IOU), (200, 0.33, (28, 28), True, (0.1, 0.1), CROWD_IOU),
+    (200, 0.33, (28, 28), True, STD, 1.5),
 ])
 def test_bad_arguments_raise(args):
     with pytest.raises(ValueError, match="DetectionTargetLayer"):
@@ -206,7 +208,7 @@ def test_mask_targets_of_ragged_masks_match_numpy_crop(use_mini_mask):
                                     np.maximum(proposals[:, :2], proposals[:, 2:])], 1)
         gt_masks = minimize_mask(boxes_px, masks, (14, 14)) if use_mini_mask else masks
         batch.append((proposals.astype(np.float32), np.array([1, 2, 1], np.int32), gt, gt_masks))
-    layer = DetectionTargetLayer(rois_per_image, 0.5, shape, use_mini_mask, STD, seed=1)
+    layer = DetectionTargetLayer(rois_per_image, 0.5, shape, use_mini_mask, STD, CROWD_IOU, seed=1)
     rois, class_ids, _, target_masks = (np.asarray(o) for o in layer(
         [np.stack([item[i] for item in batch]) for i in range(4)]))
     checked = 0

@@ -1,12 +1,15 @@
-"""Tests for mrcnn.images: resize modes, molding, image meta, channel fixes."""
+"""Tests for mrcnn.images: decoding, resize modes, molding, image meta, channel fixes."""
 import numpy as np
 import pytest
 import skimage.transform
+from PIL import Image
 
+from mrcnn.errors import DatasetError
 from mrcnn.images import (
     compose_image_meta,
     mold_image,
     parse_image_meta,
+    read_image,
     resize_image,
     to_rgb,
     to_uint8,
@@ -238,3 +241,82 @@ def test_compose_image_meta_validates_lengths():
         compose_image_meta(0, (4, 4, 3), (4, 4, 3), (0, 0, 4), 1.0, [1, 1])
     with pytest.raises(ValueError, match="12 \\+ NUM_CLASSES"):
         parse_image_meta(np.zeros((1, 12)))
+
+
+############################################################
+#  read_image: one decoder for every PIL mode
+############################################################
+
+def _rgb(h=24, w=32, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (h, w, 3), dtype=np.uint8)
+
+
+def test_read_image_cmyk_jpeg_has_the_pixels_of_pil_convert_rgb(tmp_path):
+    path = tmp_path / "cmyk.jpg"
+    Image.fromarray(_rgb()).convert("CMYK").save(path, quality=95)
+    with Image.open(path) as image:
+        assert image.mode == "CMYK"
+        expected = np.asarray(image.convert("RGB"))
+    np.testing.assert_array_equal(read_image(path), expected)
+    # Not the raw ink channels (the bug this replaces read those as RGB).
+    with Image.open(path) as image:
+        assert not np.array_equal(read_image(path), np.asarray(image)[:, :, :3])
+
+
+@pytest.mark.parametrize("mode", ["P", "L", "1", "LA", "RGBA", "RGB"])
+def test_read_image_8_bit_modes_match_pil_conversion(tmp_path, mode):
+    path = tmp_path / f"image_{mode}.png"
+    Image.fromarray(_rgb(seed=1)).convert(mode).save(path)
+    with Image.open(path) as image:
+        assert image.mode == mode
+        rgb, gray = np.asarray(image.convert("RGB")), np.asarray(image.convert("L"))
+        rgba = np.asarray(image.convert("RGBA"))
+    np.testing.assert_array_equal(read_image(path), rgb)
+    np.testing.assert_array_equal(read_image(path, channels=1), gray[:, :, np.newaxis])
+    np.testing.assert_array_equal(read_image(path, channels=4), rgba)
+    if mode in ("L", "LA", "1"):  # gray is replicated, as to_rgb does
+        np.testing.assert_array_equal(read_image(path), np.repeat(gray[:, :, None], 3, axis=2))
+    if mode == "RGBA":  # alpha dropped, not blended
+        np.testing.assert_array_equal(read_image(path), rgba[:, :, :3])
+
+
+def test_read_image_16_bit_gray_is_rescaled_like_to_uint8(tmp_path):
+    values = np.random.default_rng(2).integers(0, 65536, (10, 12), dtype=np.uint16)
+    path = tmp_path / "deep.png"
+    Image.fromarray(values).save(path)
+    expected = to_uint8(values)
+    assert expected.dtype == np.uint8 and expected.max() > 200
+    image = read_image(path)
+    assert image.shape == (10, 12, 3) and image.dtype == np.uint8
+    for c in range(3):
+        np.testing.assert_array_equal(image[:, :, c], expected)
+    rgba = read_image(path, channels=4)
+    np.testing.assert_array_equal(rgba[:, :, 3], 255)
+    np.testing.assert_array_equal(read_image(path, channels=1)[:, :, 0], expected)
+
+
+def test_read_image_does_not_apply_exif_rotation(tmp_path):
+    pixels = _rgb(20, 40)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 CW to display"
+    path = tmp_path / "rotated.jpg"
+    Image.fromarray(pixels).save(path, exif=exif.tobytes())
+    assert read_image(path).shape == (20, 40, 3)   # file order, as annotations expect
+
+
+def test_read_image_truncated_or_non_image_is_a_dataset_error_naming_the_file(tmp_path):
+    good = tmp_path / "good.jpg"
+    Image.fromarray(_rgb(64, 64)).save(good)
+    truncated = tmp_path / "truncated.jpg"
+    truncated.write_bytes(good.read_bytes()[:len(good.read_bytes()) // 2])
+    with Image.open(truncated) as image:
+        assert image.size == (64, 64)   # the header is fine: only decoding fails
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    for path in (truncated, text):
+        with pytest.raises(DatasetError, match=path.name):
+            read_image(path)
+    with pytest.raises(FileNotFoundError, match="missing.jpg"):
+        read_image(tmp_path / "missing.jpg")
+    with pytest.raises(ValueError, match="channels"):
+        read_image(good, channels=2)

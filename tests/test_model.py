@@ -221,13 +221,13 @@ def test_detect_returns_matterport_contract_and_round_trips(trained):
 
 
 def test_named_weights_coco_skips_class_specific_layers_and_last_errors(trained, tmp_path, monkeypatch):
-    from mrcnn import weights as weights_io
+    from mrcnn import pretrained
 
     model, _, _ = trained
     # Stand-in for mask_rcnn_coco.h5 in the Keras cache: our 4-class weights.
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "keras"))
     os.makedirs(tmp_path / "keras" / "models")
-    model.save_weights(str(tmp_path / "keras" / "models" / weights_io.COCO_WEIGHTS_FILE))
+    model.save_weights(str(tmp_path / "keras" / "models" / pretrained.COCO_WEIGHTS_FILE))
 
     class FiveClasses(ShapesTrainConfig):
         NUM_CLASSES = 5
@@ -245,7 +245,7 @@ def test_named_weights_coco_skips_class_specific_layers_and_last_errors(trained,
         other.load_named_weights(str(tmp_path / "missing.h5"))
     # Loading the 4-class file without the exclusion is a clear shape error.
     with pytest.raises(ValueError, match="mrcnn_class_logits"):
-        other.load_weights(str(tmp_path / "keras" / "models" / weights_io.COCO_WEIGHTS_FILE),
+        other.load_weights(str(tmp_path / "keras" / "models" / pretrained.COCO_WEIGHTS_FILE),
                            by_name=True)
 
 

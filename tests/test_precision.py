@@ -19,7 +19,8 @@ from test_model import SmallConfig
 # Layers that must compute in float32 under any policy (geometry, scores, outputs).
 FLOAT32_LAYERS = ("ROI", "roi_align_classifier", "roi_align_mask", "rpn_class", "rpn_bbox",
                   "mrcnn_class", "mrcnn_class_logits", "mrcnn_bbox", "mrcnn_mask")
-FLOAT32_INFERENCE_LAYERS = FLOAT32_LAYERS + ("mrcnn_detection", "detection_boxes")
+FLOAT32_INFERENCE_LAYERS = FLOAT32_LAYERS + ("mrcnn_detection", "detection_boxes",
+                                              "parse_image_meta", "normalized_window")
 FLOAT32_TRAINING_LAYERS = FLOAT32_LAYERS + ("rpn_class_logits", "proposal_targets", "mask_rows",
                                             "normalize_gt_boxes", "anchors", "parse_image_meta")
 

@@ -37,7 +37,7 @@ def test_matches_numpy_decode_and_greedy_nms():
 
 def test_too_few_anchors_are_zero_padded():
     probs, deltas, anchors = _rpn_inputs(np.random.default_rng(1), 2, 6)
-    got = np.asarray(ProposalLayer(10, 0.9, 100)([probs, deltas, anchors]))
+    got = np.asarray(ProposalLayer(10, 0.9, 100, STD)([probs, deltas, anchors]))
     want = _reference(probs, deltas, anchors, 10, 0.9, 100)
     np.testing.assert_allclose(got, want, atol=1e-5)
     assert not got[:, 6:].any()
@@ -45,7 +45,7 @@ def test_too_few_anchors_are_zero_padded():
 
 def test_functional_model_with_unknown_batch_and_anchor_count():
     probs, deltas, anchors = _rpn_inputs(np.random.default_rng(2), 2, 60)
-    layer = ProposalLayer(20, 0.7, 40)
+    layer = ProposalLayer(20, 0.7, 40, STD)
     got = ref.functional_predict(layer, [probs, deltas, anchors],
                                  dynamic_axes={(0, 1), (1, 1), (2, 1)})
     np.testing.assert_allclose(got, _reference(probs, deltas, anchors, 20, 0.7, 40), atol=1e-5)
@@ -61,10 +61,10 @@ def test_config_round_trip():
 
 
 @pytest.mark.parametrize("kwargs", [
-    {"proposal_count": 0, "nms_threshold": 0.7},
-    {"proposal_count": 5, "nms_threshold": 1.5},
-    {"proposal_count": 5, "nms_threshold": 0.7, "pre_nms_limit": 0},
-    {"proposal_count": 5, "nms_threshold": 0.7, "rpn_bbox_std_dev": [0.1]},
+    {"proposal_count": 0, "nms_threshold": 0.7, "pre_nms_limit": 6000, "rpn_bbox_std_dev": STD},
+    {"proposal_count": 5, "nms_threshold": 1.5, "pre_nms_limit": 6000, "rpn_bbox_std_dev": STD},
+    {"proposal_count": 5, "nms_threshold": 0.7, "pre_nms_limit": 0, "rpn_bbox_std_dev": STD},
+    {"proposal_count": 5, "nms_threshold": 0.7, "pre_nms_limit": 6000, "rpn_bbox_std_dev": [0.1]},
 ])
 def test_bad_arguments_raise(kwargs):
     with pytest.raises(ValueError, match="ProposalLayer"):

@@ -186,61 +186,6 @@ def test_draw_box_outlines_exclusive_box_in_place():
 
 # ---------------------------------------------------------------- GT vs predictions
 
-def test_mask_overlaps_matches_brute_force():
-    rng = np.random.default_rng(1)
-    m1 = rng.random((12, 12, 3)) > 0.6
-    m2 = rng.random((12, 12, 4)) > 0.6
-    m2[..., 3] = False  # empty mask -> IoU 0, not NaN
-    got = visualize._mask_overlaps(m1, m2)
-    for i in range(3):
-        for j in range(4):
-            union = np.logical_or(m1[..., i], m2[..., j]).sum()
-            inter = np.logical_and(m1[..., i], m2[..., j]).sum()
-            assert got[i, j] == pytest.approx(inter / union if union else 0.0)
-
-
-def test_match_predictions_hand_computed():
-    # Predictions already sorted by score. IoUs chosen so that greedy order matters.
-    overlaps = np.array([[0.8, 0.6, 0.0],    # pred 0 (class 1): best gt 0
-                         [0.7, 0.55, 0.0],   # pred 1 (class 1): gt 0 taken -> gt 1
-                         [0.0, 0.0, 0.9],    # pred 2 (class 3): gt 2 is class 2 -> none
-                         [0.0, 0.0, 0.95]])  # pred 3 (class 2): gt 2
-    gt_ids = np.array([1, 1, 2])
-    pred_ids = np.array([1, 1, 3, 2])
-    gt_match, pred_match = visualize._match_predictions(gt_ids, pred_ids, overlaps,
-                                                        iou_threshold=0.5, score_threshold=0.5)
-    np.testing.assert_array_equal(pred_match, [0, 1, -1, 2])
-    np.testing.assert_array_equal(gt_match, [0, 1, 3])
-    # Matterport's score_threshold acts as a second IoU floor: 0.6 drops the 0.55 match.
-    gt_match, pred_match = visualize._match_predictions(gt_ids, pred_ids, overlaps,
-                                                        iou_threshold=0.5, score_threshold=0.6)
-    np.testing.assert_array_equal(pred_match, [0, -1, -1, 2])
-    np.testing.assert_array_equal(gt_match, [0, -1, 3])
-
-
-def test_match_predictions_agrees_with_metrics_compute_matches():
-    metrics = pytest.importorskip("mrcnn.metrics")
-    rng = np.random.default_rng(5)
-    gt_masks = rng.random((16, 16, 4)) > 0.4
-    # Predictions: the ground truth with ~20% of pixels flipped, plus one random mask.
-    noisy = gt_masks ^ (rng.random(gt_masks.shape) > 0.8)
-    pred_masks = np.concatenate([noisy, rng.random((16, 16, 1)) > 0.5], axis=-1)
-    gt_ids = np.array([1, 2, 1, 3])
-    pred_ids = np.array([1, 2, 2, 3, 1])
-    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5])  # already sorted
-    boxes_gt = np.tile([0, 0, 16, 16], (4, 1))
-    boxes_pred = np.tile([0, 0, 16, 16], (5, 1))
-    ref_gt, ref_pred, ref_overlaps = metrics.compute_matches(
-        boxes_gt, gt_ids, gt_masks, boxes_pred, pred_ids, scores, pred_masks,
-        iou_threshold=0.5, score_threshold=0.5)
-    overlaps = visualize._mask_overlaps(pred_masks, gt_masks)
-    np.testing.assert_allclose(overlaps, ref_overlaps, atol=1e-6)
-    gt_match, pred_match = visualize._match_predictions(gt_ids, pred_ids, overlaps, 0.5, 0.5)
-    assert (pred_match > -1).sum() >= 2 and (pred_match == -1).sum() >= 1  # non-trivial case
-    np.testing.assert_array_equal(gt_match, ref_gt)
-    np.testing.assert_array_equal(pred_match, ref_pred)
-
-
 def test_display_differences_png_and_captions(tmp_path):
     image, boxes, masks, class_ids = _scene()
     # Prediction 0 is the square shifted by 2 rows (IoU 18*20/(22*20) = 0.818);
@@ -261,6 +206,42 @@ def test_display_differences_png_and_captions(tmp_path):
     assert captions == ["", "", "0.95 / 1.00", "0.80 / 0.82"]
 
 
+def test_display_differences_drops_padding_and_follows_compute_matches():
+    from mrcnn import metrics
+
+    image, boxes, masks, class_ids = _scene()
+    pred_masks = np.zeros_like(masks)
+    pred_masks[12:32, 8:28, 0] = True
+    pred_masks[..., 1] = masks[..., 1]
+    pred_boxes = np.array([[12, 8, 32, 28], boxes[1]])
+    pred_ids, pred_scores = np.array([1, 2]), np.array([0.6, 0.9])
+    # Zero-padded rows at the end, as detections and ground truth come out of the model.
+    pad = lambda a, n: np.concatenate([a, np.zeros((n,) + a.shape[1:], a.dtype)])  # noqa: E731
+    ax = visualize.display_differences(
+        image, pad(boxes, 2), pad(class_ids, 2), np.concatenate([masks, np.zeros_like(masks)], -1),
+        pad(pred_boxes, 1), pad(pred_ids, 1), pad(pred_scores, 1),
+        np.concatenate([pred_masks, np.zeros_like(pred_masks[..., :1])], -1), CLASS_NAMES)
+    _, pred_match, overlaps = metrics.compute_matches(
+        boxes, class_ids, masks, pred_boxes, pred_ids, pred_scores, pred_masks)
+    captions = [t.get_text() for t in ax.texts]
+    expected = [f"{score:.2f} / {overlaps[i, int(pred_match[i])]:.2f}"
+                for i, score in enumerate(sorted(pred_scores, reverse=True))]
+    assert captions == ["", ""] + expected  # padding drawn nowhere, both predictions matched
+    assert expected == ["0.90 / 1.00", "0.60 / 0.82"]  # IoU 18*20 / (22*20)
+    plt.close(ax.figure)
+
+
+def test_debug_plots_stay_reachable_from_visualize():
+    from mrcnn import debug_plots
+
+    for name in ("draw_boxes", "draw_rois", "plot_precision_recall", "plot_overlaps",
+                 "display_table", "display_weight_stats", "plot_weight_histograms"):
+        assert getattr(visualize, name) is getattr(debug_plots, name)
+        assert name in dir(visualize)
+    with pytest.raises(AttributeError):
+        visualize.no_such_plot
+
+
 # ---------------------------------------------------------------- ROIs, anchors, grids
 
 def test_draw_rois_png(tmp_path, capsys):
@@ -276,15 +257,6 @@ def test_draw_rois_png(tmp_path, capsys):
     _assert_png(path)
     out = capsys.readouterr().out
     assert "Positive ROIs:  2" in out and "Negative ROIs:  1" in out
-
-
-def test_paste_roi_mask_places_resized_mask_in_box():
-    small = np.zeros((4, 4))
-    small[:, :2] = 1.0  # left half of the ROI
-    full = visualize._paste_roi_mask(small, (2, 4, 10, 12), (16, 16))
-    expected = np.zeros((16, 16), bool)
-    expected[2:10, 4:8] = True
-    np.testing.assert_array_equal(full, expected)
 
 
 def test_display_images_png(tmp_path):

@@ -15,8 +15,6 @@ import subprocess
 import sys
 import textwrap
 import time
-import urllib.error
-import urllib.request
 
 import h5py
 import keras
@@ -25,6 +23,7 @@ import pytest
 from keras import layers
 
 from mrcnn import weights as W
+from mrcnn.errors import WeightsError
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 REFERENCE = os.path.join(ROOT, "..", "shared", "reference")
@@ -215,10 +214,12 @@ def test_shape_mismatch_is_a_clear_error_and_loads_nothing(tmp_path):
     write_keras2_file(path, file_model, distinct_values(file_model))
     model = build_small_model(num_classes=3)
     before = model_values(model)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(WeightsError) as info:
         W.load_weights(model, path)
     message = str(info.value)
     assert str(path) in message
+    assert "4 weight(s) in 2 layer(s) do not fit" in message
+    assert "exclude=['mrcnn_class_logits', 'mrcnn_bbox_fc']" in message
     assert "'mrcnn_bbox_fc'" in message and "'kernel'" in message
     assert "(320, 324)" in message and "(320, 12)" in message  # file and model shapes
     assert "exclude" in message
@@ -250,10 +251,14 @@ def test_batchnorm_file_does_not_load_into_group_norm(tmp_path):
     write_keras2_file(path, bn_model, distinct_values(bn_model))
     gn_model = stem("group")
     before = model_values(gn_model)
-    with pytest.raises(ValueError) as info:
+    with pytest.raises(WeightsError) as info:
         W.load_weights(gn_model, path)
     message = str(info.value)
     assert str(path) in message and "'bn_conv1'" in message and "moving_mean" in message
+    assert "comes from a BatchNorm model" in message
+    # Summarised: a count, a few lines, the exclude patterns (not one line per weight).
+    assert len(message.splitlines()) <= 12
+    assert "exclude=['bn_conv1']" in message
     for name, value in model_values(gn_model).items():  # nothing assigned
         np.testing.assert_array_equal(value, before[name])
 
@@ -278,7 +283,8 @@ def test_load_in_order_ignores_layer_names(tmp_path, small_model):
     path = tmp_path / "renamed.h5"
     write_keras2_file(path, small_model, values, layer_rename=rename)
     model = build_small_model()
-    by_name = W.load_weights(model, path, by_name=True)  # names differ: only rpn_model fits
+    # Names differ: only rpn_model fits, a partial load that must be asked for.
+    by_name = W.load_weights(model, path, by_name=True, allow_partial=True)
     assert by_name.loaded == ["rpn_model"]
     assert by_name.missing_in_model == list(rename.values())
     report = W.load_weights(model, path, by_name=False)
@@ -334,13 +340,17 @@ def _valid_file(tmp_path, model):
     return path
 
 
-@pytest.mark.parametrize("kind", ["truncated", "garbage", "empty", "text", "no_layer_names",
-                                  "missing_dataset"])
+@pytest.mark.parametrize("kind", ["truncated", "truncated95", "garbage", "empty", "text",
+                                  "no_layer_names", "missing_dataset", "keras3"])
 def test_bad_files_give_a_clear_error_naming_the_file(tmp_path, small_model, kind):
     path = tmp_path / f"{kind}.h5"
-    if kind == "truncated":
+    if kind.startswith("truncated"):
         data = _valid_file(tmp_path, small_model).read_bytes()
-        path.write_bytes(data[: len(data) // 2])
+        keep = 0.95 if kind == "truncated95" else 0.5
+        path.write_bytes(data[: int(len(data) * keep)])
+    elif kind == "keras3":
+        path = tmp_path / "model.weights.h5"
+        build_small_model().save_weights(path)  # Keras 3's own format
     elif kind == "garbage":
         path.write_bytes(np.random.default_rng(1).bytes(4096))
     elif kind == "empty":
@@ -354,12 +364,67 @@ def test_bad_files_give_a_clear_error_naming_the_file(tmp_path, small_model, kin
         with h5py.File(path, "w") as f:
             f.attrs["layer_names"] = np.array([b"conv1"])
             f.create_group("conv1").attrs["weight_names"] = np.array([b"conv1/kernel:0"])
-    with pytest.raises(ValueError) as info:
-        W.load_weights(build_small_model(), path)
+    model = build_small_model()
+    before = model_values(model)
+    with pytest.raises(W.UnreadableWeightsFile) as info:
+        W.load_weights(model, path)
+    assert isinstance(info.value, WeightsError) and isinstance(info.value, ValueError)
     assert str(path) in str(info.value)
+    if kind == "keras3":
+        assert "Keras 3 '.weights.h5' file" in str(info.value)
+    for name, value in model_values(model).items():  # nothing assigned
+        np.testing.assert_array_equal(value, before[name])
     # No h5py traceback chained behind ours.
     assert info.value.__cause__ is None
     assert info.value.__context__ is None or info.value.__suppress_context__
+
+
+def test_many_shape_mismatches_are_summarised(tmp_path):
+    """A checkpoint whose every conv differs (e.g. another width): count and first few."""
+    def stack(width):
+        image = keras.Input((8, 8, 3))
+        x = image
+        for i in range(40):
+            x = layers.Conv2D(width, 1, name=f"res{i}_conv")(x)
+        return keras.Model(image, layers.Conv2D(2, 1, name="mrcnn_mask")(x))
+
+    path = tmp_path / "wide.h5"
+    W.save_weights(stack(4), path)
+    with pytest.raises(WeightsError) as info:
+        W.load_weights(stack(3), path)
+    message = str(info.value)
+    lines = message.splitlines()
+    assert lines[0] == f"Cannot load {path}: 81 weight(s) in 41 layer(s) do not fit the model:"
+    assert "layer 'res0_conv': weight 'kernel' (res0_conv/kernel:0) has file shape " \
+           "(1, 1, 3, 4) but model shape (1, 1, 3, 3)" in message
+    assert "... and 75 more" in message and len(lines) <= 10
+    assert "exclude=['res.*', 'mrcnn.*']" in message
+
+
+def test_zero_or_too_few_matching_layers_is_an_error(tmp_path, small_model):
+    image = keras.Input((4,))
+    foreign = keras.Model(image, layers.Dense(2, name="dense_1")(image))
+    path = tmp_path / "foreign.h5"
+    W.save_weights(foreign, path)
+    model = build_small_model()
+    for partial in (False, True):  # nothing matched is an error either way
+        with pytest.raises(WeightsError, match="none of the file's 1 weighted layers"):
+            W.load_weights(model, path, allow_partial=partial)
+
+    stem_path = tmp_path / "stem.h5"  # 2 of the 10 weighted layers
+    write_keras2_file(stem_path, small_model, distinct_values(small_model),
+                      layer_rename={n: n + "_other" for n in weighted_layer_names(small_model)
+                                    if n not in ("conv1", "bn_conv1")})
+    with pytest.raises(WeightsError) as info:
+        W.load_weights(model, stem_path)
+    assert str(stem_path) in str(info.value)
+    assert "only 2 of the model's 10 weighted layers" in str(info.value)
+    assert "allow_partial=True" in str(info.value)
+    assert W.load_weights(model, stem_path, allow_partial=True).loaded == ["conv1", "bn_conv1"]
+    # Excluded layers count as covered: a COCO file without its heads still loads.
+    report = W.load_weights(model, _valid_file(tmp_path, small_model),
+                            exclude=[n for n in weighted_layer_names(small_model)[2:6]])
+    assert len(report.loaded) == 6 and len(report.skipped) == 4
 
 
 def test_missing_file_is_file_not_found(tmp_path, small_model):
@@ -493,141 +558,7 @@ def test_killed_save_leaves_the_previous_file_intact(tmp_path):
         np.testing.assert_array_equal(v.numpy(), before[v.path])
 
 
-# --- Name maps -------------------------------------------------------------------------------
-
-def matterport_resnet101_names():
-    """Matterport's resnet_graph('resnet101') weighted layer names, derived from its loops."""
-    names = {"conv1", "bn_conv1"}
-    for stage, count in ((2, 3), (3, 4), (4, 23), (5, 3)):
-        for block in "abcdefghijklmnopqrstuvw"[:count]:
-            branches = ["2a", "2b", "2c"] + (["1"] if block == "a" else [])
-            for branch in branches:
-                names |= {f"res{stage}{block}_branch{branch}", f"bn{stage}{block}_branch{branch}"}
-    return names
-
-
-def test_resnet101_name_map_covers_keras_resnet101(coco_layout):
-    keras_model = keras.applications.ResNet101(weights=None, include_top=False,
-                                               input_shape=(64, 64, 3))
-    mapping = W.resnet101_keras_name_map()
-    weighted = [layer for layer in keras_model.layers if layer.weights]
-    assert len(weighted) == 208
-    assert {layer.name for layer in weighted} == set(mapping)
-    assert set(mapping.values()) == matterport_resnet101_names()
-    assert len(set(mapping.values())) == len(mapping)
-    assert mapping["conv2_block1_0_conv"] == "res2a_branch1"
-    assert mapping["conv2_block1_1_bn"] == "bn2a_branch2a"
-    assert mapping["conv4_block23_3_bn"] == "bn4w_branch2c"
-    assert mapping["conv5_block3_3_bn"] == "bn5c_branch2c"
-    # Same weights, same shapes as Matterport's ResNet-101 in mask_rcnn_coco.h5.
-    for layer in weighted:
-        ref = coco_layout[mapping[layer.name]]
-        assert [f"{mapping[layer.name]}/{v.name}:0" for v in layer.weights] == [n for n, _ in ref]
-        assert [tuple(v.shape) for v in layer.weights] == [s for _, s in ref]
-
-
-def _matterport_stem():
-    image = keras.Input((16, 16, 3))
-    x = layers.Conv2D(4, 3, name="conv1")(image)
-    x = layers.BatchNormalization(name="bn_conv1")(x)
-    x = layers.Conv2D(5, 1, name="res2a_branch2a")(x)
-    x = layers.BatchNormalization(name="bn2a_branch2a")(x)
-    x = layers.Conv2D(5, 1, name="res4w_branch2c")(x)
-    return keras.Model(image, x)
-
-
-@pytest.mark.parametrize("name_map", ["auto", "dict", "callable"])
-def test_load_keras_resnet_file_with_name_map(tmp_path, name_map):
-    """A keras-applications ResNet file (Keras-2 names such as conv1_conv/kernel:0)."""
-    model = _matterport_stem()
-    keras_names = {"conv1": "conv1_conv", "bn_conv1": "conv1_bn",
-                   "res2a_branch2a": "conv2_block1_1_conv", "bn2a_branch2a": "conv2_block1_1_bn",
-                   "res4w_branch2c": "conv4_block23_3_conv"}
-    values = {f"{keras_names[layer.name]}/{v.name}:0": np.full(v.shape, 3.0 + i, np.float32)
-              for layer in model.layers for i, v in enumerate(layer.weights)}
-    path = tmp_path / W.RESNET101_KERAS_IMAGENET_NOTOP_FILE
-    write_keras2_file(path, model, values, layer_rename=keras_names,
-                      weight_order={m: [f"{k}/{v.name}:0" for v in model.get_layer(m).weights]
-                                    for m, k in keras_names.items()})
-    chosen = {"auto": "auto", "dict": W.resnet101_keras_name_map(),
-              "callable": W.keras_resnet_layer_name}[name_map]
-    report = W.load_weights(model, path, name_map=chosen)
-    assert report.loaded == list(keras_names)
-    assert report.name_map
-    for layer in model.layers:
-        for i, v in enumerate(layer.weights):
-            np.testing.assert_array_equal(v.numpy(), np.full(v.shape, 3.0 + i))
-
-
-# --- Downloads ---------------------------------------------------------------------------------
-
-@pytest.fixture
-def no_network(monkeypatch):
-    calls = []
-
-    def refuse(url, *args, **kwargs):
-        calls.append(getattr(url, "full_url", url))
-        raise urllib.error.URLError("no network in this test")
-
-    monkeypatch.setattr(urllib.request, "urlopen", refuse)
-    return calls
-
-
-def test_get_file_uses_the_keras_cache_without_network(tmp_path, monkeypatch, no_network):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    cached = tmp_path / "models" / W.COCO_WEIGHTS_FILE
-    cached.parent.mkdir()
-    cached.write_bytes(b"weights")
-    assert W.get_file(W.COCO_WEIGHTS_URL, W.COCO_WEIGHTS_FILE, "models") == str(cached)
-    assert W.get_coco_weights() == str(cached)
-    assert no_network == []
-
-
-def test_get_file_offline_names_url_file_and_folder(tmp_path, monkeypatch, no_network):
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    with pytest.raises(W.WeightsNotAvailable) as info:
-        W.get_imagenet_weights("resnet101")
-    message = str(info.value)
-    folder = os.path.join(str(tmp_path), "models")
-    assert W.RESNET101_KERAS_IMAGENET_NOTOP_URL in message
-    assert W.RESNET101_KERAS_IMAGENET_NOTOP_FILE in message and folder in message
-    assert isinstance(info.value, RuntimeError) and isinstance(info.value, FileNotFoundError)
-    assert info.value.__cause__ is None
-    assert info.value.__context__ is None or info.value.__suppress_context__
-    assert no_network == [W.RESNET101_KERAS_IMAGENET_NOTOP_URL]
-    assert not os.path.exists(os.path.join(folder, W.RESNET101_KERAS_IMAGENET_NOTOP_FILE))
-    assert W.imagenet_source("resnet50").url == W.RESNET50_IMAGENET_NOTOP_URL
-    with pytest.raises(ValueError, match="resnet18"):
-        W.imagenet_source("resnet18")
-
-
-# --- Statistics and module rules ----------------------------------------------------------------
-
-def test_weight_stats_match_numpy():
-    image = keras.Input((8, 8, 3))
-    x = layers.Conv2D(2, 3, name="conv1")(image)
-    x = layers.BatchNormalization(name="bn_conv1")(x)
-    model = keras.Model(image, layers.Dense(2, name="head")(x))
-    kernel = np.random.default_rng(3).normal(size=(3, 3, 3, 2)).astype(np.float32)
-    kernel[0, 0, 0, :] = 0.0
-    model.get_layer("conv1").kernel.assign(kernel)
-    model.get_layer("bn_conv1").gamma.assign(np.zeros(2, np.float32))  # dead: zero scale
-    model.get_layer("head").kernel.assign(np.full((2, 2), 5000.0, np.float32))
-
-    rows = {r.name: r for r in W.weight_stats(model)}
-    assert list(rows)[:2] == ["conv1/kernel:0", "conv1/bias:0"]
-    r = rows["conv1/kernel:0"]
-    assert r.shape == (3, 3, 3, 2) and r.layer == "conv1"
-    np.testing.assert_allclose([r.min, r.max, r.mean, r.std],
-                               [kernel.min(), kernel.max(), kernel.mean(), kernel.std()],
-                               rtol=1e-6)
-    assert r.zero_share == pytest.approx(2 / kernel.size) and r.flags == ()
-    assert rows["conv1/bias:0"].flags == ()  # zeros: an untouched initial bias
-    assert rows["bn_conv1/moving_variance:0"].flags == ()
-    assert rows["bn_conv1/gamma:0"].flags == ("dead?",)
-    assert rows["head/kernel:0"].flags == ("dead?", "overflow?")
-    assert "head/kernel:0" in W.format_weight_stats(list(rows.values()))
-
+# --- Module rules ----------------------------------------------------------------
 
 def test_weights_module_does_not_import_the_model():
     with open(os.path.join(ROOT, "mrcnn", "weights.py")) as f:
@@ -638,4 +569,5 @@ def test_weights_module_does_not_import_the_model():
             imported |= {a.name for a in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported |= {f"{node.module}.{a.name}" for a in node.names} | {node.module}
-    assert not any(name.startswith(("mrcnn.model", "mrcnn.training")) for name in imported)
+    assert not any(name.startswith(("mrcnn.model", "mrcnn.training", "mrcnn.pretrained"))
+                   for name in imported)

@@ -6,6 +6,8 @@ functions, so results match them to float32 rounding.
 """
 from keras import ops
 
+from mrcnn.layout import IMAGE_META_INDEX
+
 __all__ = [
     "apply_box_deltas",
     "clip_boxes",
@@ -164,14 +166,7 @@ def parse_image_meta(meta):
         ``image_shape [B, 3]``, ``window [B, 4]`` (pixels, y1, x1, y2, x2),
         ``scale [B]``, ``active_class_ids [B, NUM_CLASSES]``.
     """
-    return {
-        "image_id": meta[:, 0],
-        "original_image_shape": meta[:, 1:4],
-        "image_shape": meta[:, 4:7],
-        "window": meta[:, 7:11],
-        "scale": meta[:, 11],
-        "active_class_ids": meta[:, 12:],
-    }
+    return {name: meta[:, index] for name, index in IMAGE_META_INDEX.items()}
 
 
 def as_std_dev(value, where):

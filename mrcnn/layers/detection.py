@@ -14,19 +14,19 @@ class DetectionLayer(keras.layers.Layer):
 
     Per image, as Matterport's ``refine_detections_graph``: take each ROI's
     argmax class and its score, refine the ROI with that class's deltas
-    ``* bbox_std_dev``, clip it to the image window (from ``image_meta``,
-    normalized), drop background and ``score < min_confidence`` (no score filter
+    ``* bbox_std_dev``, clip it to the image window (normalized), drop background and ``score < min_confidence`` (no score filter
     when ``min_confidence`` is 0), NMS within each class at ``nms_threshold``,
     keep the ``max_instances`` highest scores.
 
     Call: ``[rois [B, N, 4] normalized, mrcnn_class [B, N, C] probabilities,
-    mrcnn_bbox [B, N, C, 4] deltas, image_meta [B, M]]`` ->
+    mrcnn_bbox [B, N, C, 4] deltas, window [B, 4] normalized (the image inside the
+    padding)]`` ->
     ``[B, max_instances, (y1, x1, y2, x2, class_id, score)]`` float32, boxes
     normalized, sorted by descending score, zero rows at the end.
     """
 
-    def __init__(self, max_instances=100, min_confidence=0.7, nms_threshold=0.3,
-                 bbox_std_dev=(0.1, 0.1, 0.2, 0.2), **kwargs):
+    def __init__(self, max_instances, min_confidence, nms_threshold,
+                 bbox_std_dev, **kwargs):
         # Scores, delta decoding, NMS and image meta need float32 under any mixed policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -46,11 +46,9 @@ class DetectionLayer(keras.layers.Layer):
         self.bbox_std_dev = box_ops.as_std_dev(bbox_std_dev, "DetectionLayer.bbox_std_dev")
 
     def call(self, inputs):
-        rois, mrcnn_class, mrcnn_bbox, image_meta = inputs
+        rois, mrcnn_class, mrcnn_bbox, window = inputs
         rois = ops.cast(rois, "float32")
         probs = ops.cast(mrcnn_class, "float32")
-        meta = box_ops.parse_image_meta(ops.cast(image_meta, "float32"))
-        window = box_ops.norm_boxes(meta["window"], meta["image_shape"][:, :2])
 
         class_ids = ops.cast(ops.argmax(probs, axis=-1), "int32")
         scores = ops.take_along_axis(probs, class_ids[..., None], axis=-1)[..., 0]

@@ -5,11 +5,10 @@ from keras import ops
 from mrcnn import graph_ops
 from mrcnn.layers import box_ops
 
-__all__ = ["DetectionTargetLayer"]
+__all__ = ["DetectionTargetLayer", "PositiveRows"]
 
-# Matterport's thresholds (not Config attributes there either).
+# Matterport's threshold (not a Config attribute there either).
 POSITIVE_IOU = 0.5
-CROWD_IOU = 0.001
 
 
 def _nonzero_rows(boxes):
@@ -44,7 +43,8 @@ class DetectionTargetLayer(keras.layers.Layer):
     * zero rows of ``proposals`` and ``gt_boxes`` are padding; ground truth with a
       negative class id is a crowd, with class id 0 it is ignored;
     * a proposal is positive when its best IoU with a non-crowd box is >= 0.5,
-      negative when that IoU is < 0.5 and its IoU with every crowd box is < 0.001;
+      negative when that IoU is < 0.5 and its IoU with every crowd box is
+      < ``crowd_iou`` (``Config.CROWD_IOU``);
     * at most ``int(train_rois_per_image * roi_positive_ratio)`` positives are
       drawn at random, then ``int(P / roi_positive_ratio) - P`` negatives (fewer
       if there are not enough);
@@ -64,7 +64,7 @@ class DetectionTargetLayer(keras.layers.Layer):
     """
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, mask_shape,
-                 use_mini_mask, bbox_std_dev=(0.1, 0.1, 0.2, 0.2), seed=None, **kwargs):
+                 use_mini_mask, bbox_std_dev, crowd_iou, seed=None, **kwargs):
         # IoU, delta targets and mask crops need float32 under any mixed policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
@@ -85,6 +85,9 @@ class DetectionTargetLayer(keras.layers.Layer):
         self.mask_shape = mask_shape
         self.use_mini_mask = bool(use_mini_mask)
         self.bbox_std_dev = box_ops.as_std_dev(bbox_std_dev, "DetectionTargetLayer.bbox_std_dev")
+        if not 0.0 <= float(crowd_iou) <= 1.0:
+            raise ValueError(f"DetectionTargetLayer: crowd_iou must be in [0, 1], got {crowd_iou!r}")
+        self.crowd_iou = float(crowd_iou)
         self.seed = seed
         self.seed_generator = keras.random.SeedGenerator(seed)
 
@@ -102,7 +105,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         gt_iou = ops.where(is_gt[:, None, :], iou, -1.0)
         crowd_iou = ops.where(is_crowd[:, None, :], iou, -1.0)
         roi_iou_max = ops.max(gt_iou, axis=-1, initial=-1.0)
-        no_crowd = ops.max(crowd_iou, axis=-1, initial=-1.0) < CROWD_IOU
+        no_crowd = ops.max(crowd_iou, axis=-1, initial=-1.0) < self.crowd_iou
 
         proposal_valid = _nonzero_rows(proposals)
         positive = proposal_valid & (roi_iou_max >= POSITIVE_IOU)
@@ -193,6 +196,43 @@ class DetectionTargetLayer(keras.layers.Layer):
             "mask_shape": list(self.mask_shape),
             "use_mini_mask": self.use_mini_mask,
             "bbox_std_dev": list(self.bbox_std_dev),
+            "crowd_iou": self.crowd_iou,
             "seed": self.seed,
         })
         return config
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PositiveRows(keras.layers.Layer):
+    """`[class_ids [B, T], rois [B, T, 4], masks [B, T, h, w]]` -> `[rois, class_ids,
+    masks]` cut to their first n rows, n = max over the batch of the positive count
+    (>= 1).
+
+    Relies on `DetectionTargetLayer`'s row order (positives first), so every
+    positive of every image is kept. n is dynamic.
+
+    Why: the mask loss only counts positive ROIs, and the mask head (~1 GFLOP per
+    ROI at 14x14) is most of a training step's work, so running it on these rows
+    saves up to (T - n) / T of it. With frozen BatchNorm (the default) each ROI's
+    mask is computed independently and loss and gradients are unchanged. With
+    trainable BatchNorm the mask head's batch statistics come from these rows
+    (mostly positives) instead of all T rows with negatives and zero padding, as in
+    Matterport: at inference the mask head only sees detected objects, so these
+    statistics are the closer match.
+    """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # ROI boxes: float32 under any mixed policy
+        super().__init__(**kwargs)
+
+    def call(self, inputs):
+        class_ids, rois, masks = inputs
+        positives = ops.sum(ops.cast(class_ids > 0, "int32"), axis=1)
+        n = ops.maximum(ops.max(positives), 1)
+        return [rois[:, :n], class_ids[:, :n], masks[:, :n]]
+
+    def compute_output_spec(self, inputs):
+        class_ids, rois, masks = inputs
+        return [keras.KerasTensor((rois.shape[0], None) + tuple(rois.shape[2:]), rois.dtype),
+                keras.KerasTensor((class_ids.shape[0], None), class_ids.dtype),
+                keras.KerasTensor((masks.shape[0], None) + tuple(masks.shape[2:]), masks.dtype)]

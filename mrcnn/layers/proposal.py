@@ -22,8 +22,8 @@ class ProposalLayer(keras.layers.Layer):
     descending score, zero rows at the end.
     """
 
-    def __init__(self, proposal_count, nms_threshold, pre_nms_limit=6000,
-                 rpn_bbox_std_dev=(0.1, 0.1, 0.2, 0.2), **kwargs):
+    def __init__(self, proposal_count, nms_threshold, pre_nms_limit,
+                 rpn_bbox_std_dev, **kwargs):
         # Anchors, delta decoding and NMS need float32 under any mixed policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)

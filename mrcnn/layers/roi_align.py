@@ -3,7 +3,6 @@ import keras
 from keras import ops
 
 from mrcnn import graph_ops
-from mrcnn.layers import box_ops
 
 __all__ = ["PyramidROIAlign", "roi_level"]
 
@@ -54,7 +53,7 @@ class PyramidROIAlign(keras.layers.Layer):
     """ROI Align on a feature pyramid (Matterport's ``PyramidROIAlign``).
 
     Each box is assigned a level with :func:`roi_level` (using the molded image
-    shape from ``image_meta``) and sampled from that level with
+    shape) and sampled from that level with
     ``tf.image.crop_and_resize``: bilinear, one sample per output cell, sample
     ``i`` of ``ph`` at ``y1 + i * (y2 - y1) / (ph - 1)`` in the level's
     ``[0, H_level - 1]`` pixel-centre coordinates, zero outside the map. This
@@ -70,7 +69,8 @@ class PyramidROIAlign(keras.layers.Layer):
     ``[0, H_level - 1]`` read 0 (Detectron2 clamps those within one cell).
     Only for heads trained that way.
 
-    Call: ``[boxes [B, N, 4] normalized, image_meta [B, M], P2, P3, P4, P5]``
+    Call: ``[boxes [B, N, 4] normalized, image_shape [B, 3] (the molded image's
+    ``[H, W, C]``, the meta's ``image_shape``), P2, P3, P4, P5]``
     (``P_k`` ``[B, H_k, W_k, C]``) -> ``[B, N, ph, pw, C]`` in the order of ``boxes``.
     Zero (padding) boxes are sampled like any other box (from P2).
     No gradient flows into ``boxes``.
@@ -92,11 +92,10 @@ class PyramidROIAlign(keras.layers.Layer):
     def call(self, inputs):
         if len(inputs) != 2 + len(PYRAMID_LEVELS):
             raise ValueError(
-                f"PyramidROIAlign: expected [boxes, image_meta, P2, P3, P4, P5], "
+                f"PyramidROIAlign: expected [boxes, image_shape, P2, P3, P4, P5], "
                 f"got {len(inputs)} inputs")
-        boxes, image_meta, *feature_maps = inputs
+        boxes, image_shape, *feature_maps = inputs
         boxes = ops.stop_gradient(ops.cast(boxes, "float32"))
-        image_shape = box_ops.parse_image_meta(image_meta)["image_shape"]
         levels = roi_level(boxes, image_shape)
 
         num_boxes = boxes.shape[1] if boxes.shape[1] is not None else ops.shape(boxes)[1]

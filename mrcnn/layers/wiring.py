@@ -1,0 +1,109 @@
+"""Small graph layers that carry values between the big ones: a batch of constant
+anchors, pixel -> normalized ground-truth boxes, the parsed image meta, its
+normalized window and the box columns of the detections.
+
+They replace ``keras.layers.Lambda`` (which does not serialise without unsafe
+deserialisation) by registered layers with ``get_config``. They carry boxes, anchors
+and image meta, so they compute in float32 under any mixed-precision policy.
+"""
+import keras
+import numpy as np
+from keras import ops
+
+from mrcnn.layers import box_ops
+
+__all__ = ["BatchConstant", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow", "DetectionBoxes"]
+
+
+class _Float32Layer(keras.layers.Layer):
+    """A layer whose dtype defaults to float32 whatever Keras' global policy is."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class BatchConstant(_Float32Layer):
+    """Repeats a constant array along a batch dimension taken from `reference`.
+
+    Holds the training anchors: they depend only on IMAGE_SHAPE, so they are a
+    constant of the graph rather than an input (and not a weight, so they stay
+    out of weight files).
+
+    Call: ``reference [B, ...]`` -> ``float32 [B, *value.shape]``.
+    """
+
+    def __init__(self, value, **kwargs):
+        super().__init__(**kwargs)
+        self.value = np.asarray(value, dtype="float32")
+
+    def call(self, reference):
+        batch = ops.shape(reference)[0]
+        value = ops.convert_to_tensor(self.value)
+        return ops.broadcast_to(value[None], (batch,) + self.value.shape)
+
+    def compute_output_shape(self, reference_shape):
+        return (reference_shape[0],) + self.value.shape
+
+    def get_config(self):
+        return {**super().get_config(), "value": self.value.tolist()}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class NormalizeBoxes(_Float32Layer):
+    """Pixel boxes -> normalized boxes of the image they belong to.
+
+    Call: ``(boxes [B, N, 4] pixels, image [B, H, W, C])`` -> ``float32 [B, N, 4]``.
+    """
+
+    def call(self, boxes, image):
+        shape = ops.shape(image)[1:3]
+        return box_ops.norm_boxes(boxes, shape)
+
+    def compute_output_shape(self, boxes_shape, image_shape):
+        return tuple(boxes_shape)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class ParseImageMeta(_Float32Layer):
+    """Image meta ``[B, M]`` -> dict of its parts (``box_ops.parse_image_meta``).
+
+    The graph parses the meta once, here, and hands the parts to the layers that
+    need them.
+    """
+
+    def call(self, image_meta):
+        return box_ops.parse_image_meta(ops.cast(image_meta, "float32"))
+
+    def compute_output_spec(self, image_meta):
+        parts = box_ops.parse_image_meta(
+            keras.KerasTensor((1, image_meta.shape[1]), "float32"))
+        return {name: keras.KerasTensor((image_meta.shape[0],) + tuple(part.shape[1:]), "float32")
+                for name, part in parts.items()}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class NormalizeWindow(_Float32Layer):
+    """The meta's pixel window, normalized in the molded image: what
+    ``DetectionLayer`` clips boxes to.
+
+    Call: ``(window [B, 4] pixels, image_shape [B, 3])`` -> ``float32 [B, 4]``.
+    """
+
+    def call(self, window, image_shape):
+        return box_ops.norm_boxes(window, image_shape[:, :2])
+
+    def compute_output_shape(self, window_shape, image_shape_shape):
+        return tuple(window_shape)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class DetectionBoxes(_Float32Layer):
+    """The box columns of ``DetectionLayer``'s output: ``[B, N, 6]`` -> ``[B, N, 4]``."""
+
+    def call(self, detections):
+        return detections[..., :4]
+
+    def compute_output_shape(self, detections_shape):
+        return tuple(detections_shape[:-1]) + (4,)
