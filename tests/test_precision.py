@@ -133,15 +133,18 @@ def _train_steps(precision_name, steps, layers, model_dir):
     return model, history
 
 
-def _assert_losses_fall(history):
+def _assert_losses_fall(history, total_too):
     for step in history:
         assert all(np.isfinite(v) for v in step.values()), step
-    # The RPN's targets are fixed by the batch, so its class loss falls step after
-    # step; the head losses also depend on each step's random ROI sample.
-    rpn = [step["rpn_class_loss"] for step in history]
-    assert rpn[-1] < rpn[0], rpn
-    total = [step["loss"] for step in history]
-    assert np.mean(total[-2:]) < total[0], total
+    # The RPN's targets are fixed by the batch, so its losses fall step after step;
+    # the head losses also depend on each step's random ROI sample (over 4 steps the
+    # total went 11.8, 12.0, 8.6, 15.1 once), so the total is checked on long runs only.
+    for name in ("rpn_class_loss", "rpn_bbox_loss"):
+        values = [step[name] for step in history]
+        assert values[-1] < values[0], (name, values)
+    if total_too:
+        total = [step["loss"] for step in history]
+        assert np.mean(total[-5:]) < 0.6 * total[0], total
 
 
 @pytest.fixture(scope="module")
@@ -153,7 +156,7 @@ def trained_bf16(tmp_path_factory):
 
 def test_training_in_mixed_bfloat16_lowers_the_loss(trained_bf16):
     model, history = trained_bf16
-    _assert_losses_fall(history)
+    _assert_losses_fall(history, total_too=True)
     assert model.keras_model.get_layer("res2a_branch2a").compute_dtype == "bfloat16"
     assert isinstance(model.keras_model.optimizer, SGDWithL2)
 
@@ -172,7 +175,7 @@ def test_training_in_mixed_float16_scales_the_loss_and_lowers_it(tmp_path):
     assert isinstance(optimizer.inner_optimizer, SGDWithL2)
     assert optimizer.inner_optimizer.l2 == model.config.WEIGHT_DECAY
     assert model.keras_model.get_layer("mrcnn_mask_conv1").compute_dtype == "float16"
-    _assert_losses_fall(history)
+    _assert_losses_fall(history, total_too=False)
 
 
 def _detector(precision_name, weights_file, model_dir):
