@@ -254,3 +254,19 @@ def test_float32_and_bfloat16_outputs_of_the_same_weights_agree(detectors):
         matched += _matched(reference["rois"], low["rois"], reference["class_ids"], low["class_ids"])
     assert total >= 40
     assert matched >= 0.8 * total, (matched, total)
+
+
+@pytest.mark.parametrize("command", ["train", "evaluate", "submit", "detect"])
+def test_every_tinyvoc_command_takes_precision(command, tmp_path):
+    from samples import tinyvoc
+
+    where = ["--image", "x.jpg"] if command == "detect" else ["--dataset", str(tmp_path)]
+    common = [command] + where + ["--weights", "none", "--backbone", "resnet50",
+                                  "--backbone-norm", "batch"]
+    args = tinyvoc.build_parser().parse_args(common + ["--precision", "mixed_bfloat16"])
+    inference = command != "train"
+    assert tinyvoc.make_config(args, inference=inference).PRECISION == "mixed_bfloat16"
+    args = tinyvoc.build_parser().parse_args(common)
+    assert tinyvoc.make_config(args, inference=inference).PRECISION == "float32"
+    with pytest.raises(SystemExit):
+        tinyvoc.build_parser().parse_args(common + ["--precision", "float16"])
