@@ -89,10 +89,12 @@ class Config:
     IMAGE_MAX_DIM = 1024
     # Minimum upscale factor; 0 disables it.
     IMAGE_MIN_SCALE = 0
-    # 3 for RGB. Other counts need conv1 re-initialised (exclude it when loading).
+    # 3 for RGB; any other count works too (1 = grey, 4 = RGBA or RGB + another
+    # band, ...): Dataset.load_image and detect() give images this many channels,
+    # and loading 3-channel (ImageNet/COCO) weights skips conv1 with a message.
     IMAGE_CHANNEL_COUNT = 3
 
-    # Per-channel mean subtracted from images (RGB).
+    # Per-channel mean subtracted from images (RGB); one value per channel.
     MEAN_PIXEL = np.array([123.7, 116.8, 103.9])
 
     # ROIs per image fed to the heads during training.
@@ -108,6 +110,10 @@ class Config:
 
     # Ground-truth instances kept per image.
     MAX_GT_INSTANCES = 100
+    # Train on images without any (non-crowd) instance too: their ROIs are all
+    # background, so the heads learn what is not an object. False skips them,
+    # as Matterport did.
+    TRAIN_IMAGES_WITHOUT_INSTANCES = True
 
     # A crowd box marks a region of many objects annotated as one. Anchors (RPN
     # targets) and proposals (head targets) whose IoU with a crowd box reaches this

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
+from mrcnn.dataset import load_image_with_channels
 from mrcnn.errors import DatasetError
 from mrcnn.images import compose_image_meta, mold_image
 from mrcnn.masks import minimize_mask, resize_mask
@@ -72,7 +73,7 @@ def load_image_gt(dataset, config, image_id, augmentation=None, *, use_mini_mask
         bbox: int32 [N, (y1, x1, y2, x2)] tight boxes around the masks.
         mask: bool [H, W, N], or [mini_h, mini_w, N] with mini masks.
     """
-    image = dataset.load_image(image_id)
+    image = load_image_with_channels(dataset, image_id, config.IMAGE_CHANNEL_COUNT)
     mask, class_ids = dataset.load_mask(image_id)
     image, mask, class_ids = _checked_sample(dataset, config, image_id, image, mask, class_ids)
     original_shape = image.shape
@@ -296,10 +297,11 @@ class DataGenerator(keras.utils.PyDataset):
         next image of the epoch order that has some; replacements are counted in
         ``skipped_count`` / ``skipped_image_ids`` and logged. False keeps such images:
         all their anchors are negatives and their GT arrays are all padding.
+        ``MaskRCNN.train`` passes ``not config.TRAIN_IMAGES_WITHOUT_INSTANCES`` (default: kept).
         An image whose file cannot be decoded (``DatasetError``, e.g. a JPEG truncated
         after a valid header, which only shows when the image is first read) is always
-        replaced the same way, counted, named in the log, and not read again; the epoch
-        keeps its length. Any other failure raises ``ImageLoadError`` naming the image.
+        replaced the same way, counted, named in the log, and not read again
+        (``unreadable_image_ids``); the epoch keeps its length. Any other failure raises ``ImageLoadError`` naming the image.
     seed: makes the order and the random sampling reproducible; each batch draws from
         its own generator seeded by (seed, epoch, idx), so workers never share a stream.
     no_augmentation_sources: sources whose images are never augmented.
@@ -392,8 +394,8 @@ class DataGenerator(keras.utils.PyDataset):
             self._note_skipped(image_id, "no instances")
         raise ValueError(f"DataGenerator: none of the {num_images} images has any instance "
                          f"({len(self.unreadable_image_ids)} could not be read); check the "
-                         f"images and load_mask, or pass skip_empty=False to train on empty "
-                         f"images")
+                         f"images and load_mask, or pass skip_empty=False (train(): Config."
+                         f"TRAIN_IMAGES_WITHOUT_INSTANCES = True) to train on empty images")
 
     def _note_skipped(self, image_id, reason):
         with self._lock:

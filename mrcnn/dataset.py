@@ -16,15 +16,16 @@ Ids: ``add_class``/``add_image`` take the *source* ids (whatever the source uses
 after ``prepare()`` every class and image also has an internal id: its index in
 ``class_info`` / ``image_info``. Internal class 0 is always the background.
 """
+import inspect
 import os
 import warnings
 
 import numpy as np
 
 from mrcnn.errors import DatasetError
-from mrcnn.images import read_image
+from mrcnn.images import read_image, to_channels
 
-__all__ = ["Dataset"]
+__all__ = ["Dataset", "load_image_with_channels"]
 
 # Attributes that only exist after prepare(); a clear message beats a bare AttributeError.
 _PREPARED_ATTRIBUTES = frozenset({
@@ -164,20 +165,25 @@ class Dataset:
     #  Loading
     ############################################################
 
-    def load_image(self, image_id):
-        """Reads the image file as uint8 RGB [H, W, 3] (``mrcnn.images.read_image``).
+    def load_image(self, image_id, channels=3):
+        """Reads the image file as uint8 [H, W, channels] (``mrcnn.images.read_image``);
+        the default is RGB.
 
-        Every PIL mode is converted alike: CMYK and palette to RGB as PIL does, gray
-        replicated to 3 channels, alpha dropped, 16-bit rescaled to uint8. A missing
-        file raises FileNotFoundError, an undecodable or truncated one DatasetError,
-        both naming the image and its path.
+        channels: ``IMAGE_CHANNEL_COUNT`` (training and evaluation pass the config's):
+            1 gray, 3 RGB, 4 RGBA. Every PIL mode is converted alike: CMYK and palette
+            to RGB as PIL does, gray replicated, a dropped alpha not blended, a missing
+            one opaque, 16-bit rescaled to uint8. Other counts need an override of
+            this method. A missing file raises FileNotFoundError, an undecodable or
+            truncated one DatasetError, both naming the image and its path.
         """
         path = self.image_info[image_id]["path"]
         if path is None or not os.path.isfile(path):
             raise FileNotFoundError(
                 f"load_image: image {image_id} ({self.image_reference(image_id)}): no file at {path!r}")
         try:
-            return read_image(path)
+            if channels not in (1, 3, 4):  # read_image's counts; to_channels explains the rest
+                return to_channels(read_image(path, 4), channels, source=path)
+            return read_image(path, channels)
         except DatasetError as err:
             raise DatasetError(f"load_image: cannot read image {image_id}: {err}") from err
 
@@ -195,3 +201,24 @@ class Dataset:
             f"{type(self).__name__}.load_mask is not overridden: image {image_id} gets no instances",
             stacklevel=2)
         return np.empty([0, 0, 0], dtype=bool), np.empty([0], dtype=np.int32)
+
+
+def load_image_with_channels(dataset, image_id, channels):
+    """``dataset.load_image(image_id)`` with ``channels`` channels (``IMAGE_CHANNEL_COUNT``).
+
+    A ``load_image`` that takes a ``channels`` argument (the base class's does)
+    is asked for that count; one overridden without it (Matterport's signature)
+    must return it itself. Raises ValueError naming the image otherwise.
+    """
+    load = dataset.load_image
+    if "channels" in inspect.signature(load).parameters:
+        image = np.asarray(load(image_id, channels=channels))
+    else:
+        image = np.asarray(load(image_id))
+    if image.ndim != 3 or image.shape[2] != channels:
+        raise ValueError(
+            f"image {image_id} ({dataset.image_reference(image_id)}): "
+            f"{type(dataset).__name__}.load_image returned shape {image.shape}; expected "
+            f"[H, W, {channels}] (IMAGE_CHANNEL_COUNT). Return that many channels, or give "
+            f"load_image a `channels` argument and convert with mrcnn.images.to_channels")
+    return image

@@ -24,6 +24,7 @@ from pycocotools.coco import COCO
 from pycocotools.cocoeval import COCOeval
 
 from mrcnn import fileio
+from mrcnn.dataset import load_image_with_channels
 from mrcnn.errors import UserInputError
 from mrcnn.images import read_image
 from mrcnn.masks import mask_to_rle
@@ -299,7 +300,9 @@ def evaluate_coco(model, dataset, coco=None, eval_type=EVAL_TYPES, image_ids=Non
     coco_image_ids = [dataset.image_info[i]["id"] for i in image_ids]
 
     start = time.time()
-    images = (dataset.load_image(i) for i in image_ids)
+    # A MaskRCNN's channel count; 3 (RGB) for other objects with detect().
+    channels = getattr(getattr(model, "config", None), "IMAGE_CHANNEL_COUNT", 3)
+    images = (load_image_with_channels(dataset, i, channels) for i in image_ids)
     results = []
     for coco_id, (image, r) in zip(coco_image_ids, _detect_each(model, images, len(image_ids), progress)):
         results.extend(detections_to_coco(coco_id, r, dataset, image_shape=image.shape))

@@ -27,6 +27,7 @@ __all__ = [
     "check_output_file",
     "check_output_folder",
     "remove_stale_temp_files",
+    "temp_file_regex",
     "output_path_error",
     "TEMP_SUFFIX",
 ]

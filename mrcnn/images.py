@@ -24,6 +24,7 @@ __all__ = [
     "compose_image_meta",
     "parse_image_meta",
     "to_rgb",
+    "to_channels",
     "to_uint8",
     "RESIZE_MODES",
 ]
@@ -259,6 +260,62 @@ def to_rgb(image, source=""):
         f"to_rgb: image{where} has {channels} channels; expected 1 (gray), 2 (gray+alpha), "
         f"3 (RGB) or 4 (RGBA). For other channel counts override Dataset.load_image and "
         f"set IMAGE_CHANNEL_COUNT.")
+
+
+# ITU-R 601-2 luma, the weights of PIL's convert("L").
+_LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+
+
+def to_channels(image, channels, source=""):
+    """Gives an image exactly ``channels`` channels (``IMAGE_CHANNEL_COUNT``), keeping its dtype.
+
+    The conversions between the usual layouts follow PIL's ``convert``:
+    - 1 (gray): gray as is; gray+alpha drops alpha; RGB(A) becomes luma
+      (0.299 R + 0.587 G + 0.114 B, rounded for integer images).
+    - 3 (RGB): as ``to_rgb``: gray is replicated, alpha dropped.
+    - 4 (RGBA): RGBA as is; RGB and gray(+alpha) get RGB by replication and an
+      opaque alpha (the dtype's maximum, 1.0 for floats) unless they carry one.
+    - any other count: the image must already have it.
+
+    image: [H, W] or [H, W, C]. source: a name for error messages (e.g. the path).
+    Returns: [H, W, channels]. Raises ValueError when no conversion applies.
+    """
+    image = np.asarray(image)
+    if image.ndim == 2:
+        image = image[:, :, np.newaxis]
+    where = f" ({source})" if source else ""
+    if image.ndim != 3 or image.size == 0:
+        raise ValueError(f"to_channels: image{where} must be a non-empty [H, W] or [H, W, C] "
+                         f"array, got shape {image.shape}")
+    have = image.shape[2]
+    if have == channels:
+        return image
+    if channels == 3 and have in (1, 2, 4):
+        return to_rgb(image, source)
+    if channels == 1 and have in (2, 3, 4):
+        return image[:, :, :1] if have == 2 else _luma(image[:, :, :3])
+    if channels == 4 and have in (1, 2, 3):
+        rgb = to_rgb(image, source)
+        alpha = image[:, :, 1:2] if have == 2 else np.full_like(image[:, :, :1], _opaque(image.dtype))
+        return np.concatenate([rgb, alpha], axis=2)
+    raise ValueError(
+        f"to_channels: image{where} has {have} channels but {channels} are needed "
+        f"(IMAGE_CHANNEL_COUNT); only gray, gray+alpha, RGB and RGBA convert into each other. "
+        f"Override Dataset.load_image to return [H, W, {channels}] images.")
+
+
+def _luma(rgb):
+    luma = np.tensordot(rgb.astype(np.float64), _LUMA_WEIGHTS, axes=([2], [0]))[:, :, np.newaxis]
+    if np.issubdtype(rgb.dtype, np.integer):
+        info = np.iinfo(rgb.dtype)
+        luma = np.clip(np.round(luma), info.min, info.max)
+    return luma.astype(rgb.dtype)
+
+
+def _opaque(dtype):
+    if dtype == bool:
+        return True
+    return np.iinfo(dtype).max if np.issubdtype(dtype, np.integer) else 1.0
 
 
 def to_uint8(image, source=""):

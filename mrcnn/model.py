@@ -25,11 +25,14 @@ from mrcnn.layers.proposal import ProposalLayer  # noqa: F401
 from mrcnn.layers.roi_align import PyramidROIAlign  # noqa: F401
 from mrcnn.layers.wiring import BatchConstant, NormalizeBoxes  # noqa: F401
 from mrcnn.training import TrainingGraph  # noqa: F401
+# Matterport's module-level names (modellib.log, load_image_gt, mold_image, ...).
+from mrcnn.model_compat import (MatterportCompat, data_generator, load_image_gt,  # noqa: F401
+                                log, mold_image)
 
-log = logging.getLogger("mrcnn")
+logger = logging.getLogger("mrcnn")
 
 
-class MaskRCNN:
+class MaskRCNN(MatterportCompat):
     """Mask R-CNN with Matterport's API.
 
     Args:
@@ -86,13 +89,14 @@ class MaskRCNN:
             raise RuntimeError(f"{what} needs a model built in {mode!r} mode, this one is {self.mode!r}")
 
     def detect(self, images, verbose=0):
-        """Detect instances in a list of RGB images of any sizes and any count.
+        """Detect instances in a list of images of any sizes and any count, each with
+        IMAGE_CHANNEL_COUNT channels (gray, RGB and RGBA convert as `images.to_channels`).
 
         Returns one dict per image: rois [N, (y1, x1, y2, x2)] in original pixels,
         class_ids [N], scores [N], masks [H, W, N] bool at the original size.
         """
         self._check_mode("inference", "detect()")
-        images = [image_utils.to_rgb(np.asarray(image), f"detect() image {i}")
+        images = [image_utils.to_channels(image, self.config.IMAGE_CHANNEL_COUNT, f"detect() image {i}")
                   for i, image in enumerate(images)]
         if verbose:
             print(f"Processing {len(images)} images")
@@ -197,19 +201,20 @@ class MaskRCNN:
         config = self.config
         regex = training.layer_regex(layers)
         if self.epoch >= epochs:
-            log.info("Already trained %d epochs (asked for %d in total); nothing to do.", self.epoch, epochs)
+            logger.info("Already trained %d epochs (asked for %d in total); nothing to do.", self.epoch, epochs)
             return None
         workers = workers if workers is not None else max(1, min(4, (os.cpu_count() or 1)))
         loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers))
+        skip_empty = not config.TRAIN_IMAGES_WITHOUT_INSTANCES
         train_gen = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                  no_augmentation_sources=no_augmentation_sources,
+                                  no_augmentation_sources=no_augmentation_sources, skip_empty=skip_empty,
                                   steps=config.STEPS_PER_EPOCH, **loader)
         val_gen = (DataGenerator(val_dataset, config, shuffle=True, steps=config.VALIDATION_STEPS,
-                                 **loader)
+                                 skip_empty=skip_empty, **loader)
                    if val_dataset is not None and config.VALIDATION_STEPS else None)
 
         os.makedirs(self.log_dir, exist_ok=True)
-        log.info("Starting at epoch %d, LR=%s; checkpoints in %s", self.epoch, learning_rate, self.log_dir)
+        logger.info("Starting at epoch %d, LR=%s; checkpoints in %s", self.epoch, learning_rate, self.log_dir)
         trainable = self.set_trainable(regex, verbose=0)
         if not trainable:
             raise ValueError(f"layers={layers!r} matches no weighted layer")
@@ -239,11 +244,14 @@ class MaskRCNN:
         Keras 2's positional pairing for files saved from the same graph.
 
         exclude: layer names to leave untouched (implies by_name). Loading one
-        of our checkpoints also resumes its run folder and epoch count.
+        of our checkpoints also resumes its run folder and epoch count. A file
+        whose conv1 has another input channel count than IMAGE_CHANNEL_COUNT
+        (3-channel ImageNet/COCO weights) loads without conv1, with a warning.
         allow_partial: accept a file that matches only part of the model (e.g. a
         backbone); otherwise matching under half of it raises `WeightsError`.
         Keras-applications ResNet layer names are mapped onto Matterport's.
         """
+        exclude = self.exclude_mismatched_conv1(filepath, exclude)
         if exclude:
             by_name = True
         report = weights_io.load_weights(

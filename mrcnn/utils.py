@@ -6,8 +6,9 @@ import from the real modules (``mrcnn.dataset``, ``mrcnn.boxes``, ``mrcnn.masks`
 ``mrcnn.anchors``, ``mrcnn.metrics``, ``mrcnn.images``). Nothing inside ``mrcnn``
 imports this module.
 
-Not carried over: ``batch_slice`` (graph code lives in ``mrcnn.layers``) and
-``download_trained_weights`` (weights are loaded from local files).
+``download_trained_weights(path)`` copies Matterport's COCO weights from the
+weights cache (downloading them there first if needed). Not carried over:
+``batch_slice`` (graph code lives in ``mrcnn.layers``).
 """
 from mrcnn.anchors import compute_backbone_shapes, generate_anchors, generate_pyramid_anchors
 from mrcnn.boxes import (
@@ -27,6 +28,7 @@ from mrcnn.images import (
     mold_image,
     parse_image_meta,
     resize_image,
+    to_channels,
     to_rgb,
     unmold_image,
 )
@@ -41,6 +43,7 @@ from mrcnn.masks import (
     unmold_mask,
 )
 from mrcnn.metrics import compute_ap, compute_ap_range, compute_matches, compute_recall
+from mrcnn.model_compat import download_trained_weights
 
 __all__ = [
     "Dataset",
@@ -56,4 +59,7 @@ __all__ = [
     "compute_matches", "compute_ap", "compute_ap_range", "compute_recall",
     # images
     "resize_image", "mold_image", "unmold_image", "compose_image_meta", "parse_image_meta", "to_rgb",
+    "to_channels",
+    # weights
+    "download_trained_weights",
 ]

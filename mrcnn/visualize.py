@@ -137,17 +137,23 @@ def apply_mask(image, mask, color, alpha=0.5):
     return out
 
 
-def as_rgb_uint8(image, name):
-    """Copy ``image`` ([H,W], [H,W,1], [H,W,3] or [H,W,4]) to uint8 RGB."""
+def _first_three_or_grey(image):
+    """What to show of an image with any channel count (IMAGE_CHANNEL_COUNT): its first
+    three channels as RGB, or its first channel as grey [H, W] when it has fewer than 3."""
     image = np.asarray(image)
+    if image.ndim != 3:
+        return image
+    return image[..., 0] if image.shape[2] < 3 else image[..., :3]
+
+
+def as_rgb_uint8(image, name):
+    """Copy ``image`` ([H, W] or [H, W, C], any C) to uint8 RGB (`_first_three_or_grey`)."""
+    image = np.asarray(image)
+    if image.ndim not in (2, 3) or image.size == 0:
+        raise ValueError(f"{name}: image must be [H, W] or [H, W, C], got shape {image.shape}")
+    image = _first_three_or_grey(image)
     if image.ndim == 2:
-        image = image[..., None]
-    if image.ndim != 3 or image.shape[2] not in (1, 3, 4):
-        raise ValueError(f"{name}: image must be [H, W], [H, W, 1], [H, W, 3] or [H, W, 4], "
-                         f"got shape {image.shape}")
-    if image.shape[2] == 1:
-        image = np.repeat(image, 3, axis=2)
-    image = image[..., :3]
+        image = np.repeat(image[..., None], 3, axis=2)
     if image.dtype != np.uint8:
         image = np.clip(np.rint(image), 0, 255).astype(np.uint8)
     return image.copy()
@@ -211,8 +217,8 @@ def display_images(images, titles=None, cols=4, cmap=None, norm=None,
 
 
 def _displayable(image):
-    image = np.asarray(image)
-    if image.ndim == 3 and image.shape[2] in (3, 4):
+    image = _first_three_or_grey(image)
+    if image.ndim == 3:
         is_unit_float = np.issubdtype(image.dtype, np.floating) and image.size and image.max() <= 1.0
         if image.dtype != np.uint8 and not is_unit_float:
             return np.clip(image, 0, 255).astype(np.uint8)

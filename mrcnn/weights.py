@@ -5,7 +5,8 @@ copes with Matterport's files, and it no longer writes that layout. This module
 does both with h5py, for any ``keras.Model``; it knows nothing about Mask R-CNN
 (it must not import ``mrcnn.model``): published files, the Keras-ResNet name map and
 `describe_checkpoint` live in ``mrcnn.pretrained``, weight statistics in
-``mrcnn.weight_stats``.
+``mrcnn.weight_stats``; opening and reading a file is ``mrcnn.keras2_h5``'s job
+(`read_layout` and `UnreadableWeightsFile` are re-exported here).
 
 The Keras-2 layout (``Model.save_weights`` of Keras 2.x, also used by Keras 1):
 

@@ -228,87 +228,65 @@ def load_subset(dataset_dir, subset, val_fraction=0.1, seed=0):
 #  Configuration from the command line
 ############################################################
 
-def backbone_of_weights(path):
-    """"resnet101" or "resnet50" from the layer names of a Keras-2 .h5 file, else None.
-
-    Only ResNet-101 has stage-4 blocks up to "w" (22 blocks); ResNet-50 stops at "f".
-    """
-    try:
-        import h5py
-        with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
-            names = set(root.keys())
-    except (OSError, ImportError):
-        return None
-    if "res4w_branch2a" in names:
-        return "resnet101"
-    if "res4a_branch2a" in names:
-        return "resnet50"
-    return None
-
-
-def norm_of_weights(path):
-    """"batch" or "group" (BACKBONE_NORM) from bn_conv1 of a Keras-2 .h5 file, else None.
-
-    BatchNorm stores moving statistics, GroupNorm only gamma and beta.
-    """
-    try:
-        import h5py
-        with h5py.File(path, "r") as f:
-            root = f["model_weights"] if "model_weights" in f else f
-            if "bn_conv1" not in root:
-                return None
-            names = [n.decode() if isinstance(n, bytes) else str(n)
-                     for n in root["bn_conv1"].attrs.get("weight_names", [])]
-    except (OSError, ImportError, KeyError):
-        return None
-    if not names:
-        return None
-    return "batch" if any("moving_mean" in n for n in names) else "group"
-
-
-def _weights_file(args):
-    """The .h5 file --weights names (last or a path), or None (imagenet, coco, none)."""
-    path = args.weights
-    if path == "last":
+def resolve_weights(args):
+    """--weights resolved once per command: "imagenet", "coco", "none" or an .h5 path
+    ("last": the newest checkpoint under --logs). Fails fast, before the slow model build,
+    on "last" without a checkpoint or a missing path (InputError); imagenet/coco are left
+    to the loader, which knows their cache and download."""
+    if args.weights == "last":
         from mrcnn import training
         try:
-            path = training.find_last(args.logs, TinyVOCConfig.NAME)
-        except FileNotFoundError:
-            return None
-    if path not in WEIGHT_CHOICES and os.path.isfile(path):
-        return path
-    return None
+            return training.find_last(args.logs, TinyVOCConfig.NAME)
+        except FileNotFoundError as err:
+            raise InputError(f"--weights=last: {err}") from err
+    if args.weights not in WEIGHT_CHOICES and not os.path.isfile(args.weights):
+        raise InputError(f"--weights: no weights file at {os.path.abspath(args.weights)!r} "
+                         f"(use {' | '.join(WEIGHT_CHOICES)} or the path of an .h5 file)")
+    return args.weights
 
 
-def choose_backbone(args):
+def describe_weights(weights):
+    """pretrained.describe_checkpoint of a resolved --weights ({} for imagenet, coco, none);
+    a file that is not a Keras-2 weights file raises InputError."""
+    if weights in WEIGHT_CHOICES:
+        return {}
+    from mrcnn import pretrained
+    from mrcnn.errors import WeightsError
+    try:
+        return pretrained.describe_checkpoint(weights)
+    except WeightsError as err:
+        raise InputError(f"--weights: {err}") from err
+
+
+def choose_backbone(args, checkpoint):
     """The backbone for --backbone (auto: ResNet-101 for coco weights or a ResNet-101
-    checkpoint, else ResNet-50)."""
+    checkpoint, else ResNet-50). checkpoint: `describe_weights` of --weights."""
     if args.backbone != "auto":
         return args.backbone
     if args.weights == "coco":
         return "resnet101"
-    path = _weights_file(args)
-    return (backbone_of_weights(path) if path else None) or TinyVOCConfig.BACKBONE
+    return checkpoint.get("backbone") or TinyVOCConfig.BACKBONE
 
 
-def choose_norm(args):
+def choose_norm(args, checkpoint):
     """BACKBONE_NORM for --backbone-norm (auto: the checkpoint's, else BatchNorm, which the
     ImageNet and COCO files need; pass group to train from scratch with --weights none)."""
     if args.backbone_norm != "auto":
         return args.backbone_norm
-    path = _weights_file(args)
-    return (norm_of_weights(path) if path else None) or "batch"
+    return checkpoint.get("backbone_norm") or "batch"
 
 
-def make_config(args, inference, train_images=None, val_images=None):
+def make_config(args, inference, weights, train_images=None, val_images=None):
     """A TinyVOC(Inference)Config with the command line's overrides applied.
 
+    weights: `resolve_weights(args)`; the backbone and its normalization follow the file.
     train_images / val_images: sizes of the splits; STEPS_PER_EPOCH and
     VALIDATION_STEPS become one pass over each unless --steps / --val-steps are given.
     """
     base = TinyVOCInferenceConfig if inference else TinyVOCConfig
-    overrides = {"BACKBONE": choose_backbone(args), "BACKBONE_NORM": choose_norm(args),
+    checkpoint = describe_weights(weights)
+    overrides = {"BACKBONE": choose_backbone(args, checkpoint),
+                 "BACKBONE_NORM": choose_norm(args, checkpoint),
                  "PRECISION": getattr(args, "precision", Config.PRECISION)}
     if getattr(args, "image_size", None):
         overrides.update(IMAGE_MIN_DIM=args.image_size, IMAGE_MAX_DIM=args.image_size)
@@ -339,26 +317,8 @@ def load_initial_weights(model, weights):
     """
     try:
         return model.load_named_weights(weights)
-    except FileNotFoundError as err:  # includes mrcnn.weights.WeightsNotAvailable
+    except FileNotFoundError as err:  # includes mrcnn.pretrained.WeightsNotAvailable
         raise InputError(str(err)) from err
-
-
-def check_weights(args):
-    """Fails fast on a --weights that names no file, before a model is built (which
-    takes a while): "last" without any checkpoint under --logs, or a missing path.
-
-    Raises InputError naming what was looked for; imagenet/coco are left to the loader
-    (it knows where they are cached and how to fetch them).
-    """
-    if args.weights == "last":
-        from mrcnn import training
-        try:
-            training.find_last(args.logs, TinyVOCConfig.NAME)
-        except FileNotFoundError as err:
-            raise InputError(f"--weights=last: {err}") from err
-    elif args.weights not in WEIGHT_CHOICES and not os.path.isfile(args.weights):
-        raise InputError(f"--weights: no weights file at {os.path.abspath(args.weights)!r} "
-                         f"(use {' | '.join(WEIGHT_CHOICES)} or the path of an .h5 file)")
 
 
 def build_augmentation():
@@ -380,14 +340,14 @@ def cmd_train(args):
     train = load_subset(args.dataset, "train", args.val_fraction, args.seed)
     val = load_subset(args.dataset, "val", args.val_fraction, args.seed) if args.val_fraction > 0 else None
     check_categories(train, TRAIN_JSON, args.dataset)
-    check_weights(args)
+    weights = resolve_weights(args)
     fileio.check_output_folder(args.logs, "--logs folder")
     from mrcnn.model import MaskRCNN  # after the data checks: TensorFlow is slow to import
-    config = make_config(args, inference=False, train_images=train.num_images,
+    config = make_config(args, False, weights, train_images=train.num_images,
                          val_images=val.num_images if val is not None else 0)
     config.display()
     model = MaskRCNN("training", config, args.logs)
-    load_initial_weights(model, args.weights)
+    load_initial_weights(model, weights)
     augmentation = None if args.no_augment else build_augmentation()
     lr = args.lr if args.lr is not None else config.LEARNING_RATE
     all_lr = args.all_lr if args.all_lr is not None else lr / 10
@@ -406,12 +366,12 @@ def cmd_train(args):
 
 
 def _inference_model(args):
-    check_weights(args)
+    weights = resolve_weights(args)
     from mrcnn.model import MaskRCNN
 
-    config = make_config(args, inference=True)
+    config = make_config(args, True, weights)
     model = MaskRCNN("inference", config, args.logs)
-    path = load_initial_weights(model, args.weights)
+    path = load_initial_weights(model, weights)
     return model, path
 
 

@@ -95,11 +95,33 @@ def test_mask_target_of_roi_sticking_out_of_its_gt_box(mini):
     np.testing.assert_array_equal(masks[0], want)
 
 
-def test_no_ground_truth_gives_all_zero_targets():
+def _check_background_only(rois, class_ids, deltas, masks, negatives):
+    """Rows of an image without ground truth: `negatives` background ROIs, then padding."""
+    for out in (rois, class_ids, deltas, masks):
+        assert not np.isnan(np.asarray(out).astype(float)).any()
+    props = np.asarray(NORMAL_PROPOSALS, np.float32)
+    assert set(_rows(rois[:negatives])) <= set(_rows(props[:5]))  # real proposals only
+    assert len(set(_rows(rois[:negatives]))) == negatives  # distinct proposals
+    assert not rois[negatives:].any()
+    assert not class_ids.any() and not deltas.any() and not masks.any()
+
+
+def test_no_ground_truth_samples_background_rois():
+    # T = 10, ratio 0.33: cap int(3.3) = 3, quota int(3 / 0.33) - 3 = 6 negatives;
+    # the 5 real proposals are all negatives, so all 5 are used.
     outs = _layer()(_inputs(NORMAL_PROPOSALS, np.zeros((3, 4)), [0, 0, 0]))
-    for out in outs:
-        out = np.asarray(out)
-        assert not np.isnan(out.astype(float)).any() and not out.any()
+    _check_background_only(*(np.asarray(o)[0] for o in outs), negatives=5)
+    # T = 4: cap 1, quota int(1 / 0.33) - 1 = 2 of the 5.
+    outs = _layer(T=4)(_inputs(NORMAL_PROPOSALS, np.zeros((3, 4)), [0, 0, 0]))
+    _check_background_only(*(np.asarray(o)[0] for o in outs), negatives=2)
+
+
+def test_crowd_only_image_samples_background_away_from_the_crowd():
+    crowd = [0.5, 0.5, 0.9, 0.9]
+    props = [[0.55, 0.55, 0.85, 0.85], [0.0, 0.0, 0.2, 0.2]]  # inside the crowd; far from it
+    rois, class_ids, _, _ = (np.asarray(o)[0] for o in _layer()(_inputs(props, [crowd], [-1])))
+    assert _rows(rois[:1]) == _rows(np.asarray(props[1:], np.float32))
+    assert not rois[1:].any() and not class_ids.any()
 
 
 def test_all_negative_proposals_give_all_zero_targets():
@@ -161,7 +183,7 @@ def test_functional_model_batch_two_mixed_images():
         _layer(), batch, dynamic_axes={(1, 1), (2, 1), (3, 3)})
     assert class_ids.dtype == np.int32 and masks.shape == (2, 10, *MASK)
     _check_normal_case(rois[0], class_ids[0], deltas[0], masks[0])
-    assert not any(o[1].any() for o in (rois, class_ids, deltas, masks))
+    _check_background_only(rois[1], class_ids[1], deltas[1], masks[1], negatives=5)
 
 
 def test_config_round_trip():

@@ -1,37 +1,12 @@
 """mrcnn.fileio: atomic writes, write checks before long work, stale temp files."""
 import errno
 import os
-import tempfile
 import time
 
 import pytest
 
 from mrcnn import fileio
 from mrcnn.errors import OutputPathError, UserInputError
-
-IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
-
-
-@pytest.fixture
-def read_only_folder(tmp_path, monkeypatch):
-    """A folder nobody may write to. Root ignores chmod, so for root every file
-    creation in it fails the way a read-only mount (EROFS) makes it fail."""
-    folder = tmp_path / "read_only"
-    folder.mkdir()
-    if not IS_ROOT:
-        folder.chmod(0o555)
-        yield folder
-        folder.chmod(0o755)
-        return
-    real_mkstemp = tempfile.mkstemp
-
-    def mkstemp(*args, dir=None, **kwargs):
-        if dir is not None and os.path.abspath(dir).startswith(str(folder)):
-            raise OSError(errno.EROFS, "Read-only file system", dir)
-        return real_mkstemp(*args, dir=dir, **kwargs)
-
-    monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
-    yield folder
 
 
 def test_atomic_write_replaces_and_leaves_no_temp(tmp_path):

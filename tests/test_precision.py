@@ -265,8 +265,8 @@ def test_every_tinyvoc_command_takes_precision(command, tmp_path):
                                   "--backbone-norm", "batch"]
     args = tinyvoc.build_parser().parse_args(common + ["--precision", "mixed_bfloat16"])
     inference = command != "train"
-    assert tinyvoc.make_config(args, inference=inference).PRECISION == "mixed_bfloat16"
+    assert tinyvoc.make_config(args, inference, "none").PRECISION == "mixed_bfloat16"
     args = tinyvoc.build_parser().parse_args(common)
-    assert tinyvoc.make_config(args, inference=inference).PRECISION == "float32"
+    assert tinyvoc.make_config(args, inference, "none").PRECISION == "float32"
     with pytest.raises(SystemExit):
         tinyvoc.build_parser().parse_args(common + ["--precision", "float16"])

@@ -8,7 +8,6 @@ import os
 import urllib.error
 import urllib.request
 
-import h5py
 import keras
 import numpy as np
 import pytest

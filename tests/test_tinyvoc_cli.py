@@ -338,3 +338,31 @@ def test_missing_image_weights_or_checkpoint(tmp_path):
     empty_logs.mkdir()
     fails_clearly(run_cli("submit", "--dataset", tmp_path / "data", "--weights", "last",
                           "--logs", empty_logs, *SMALL), "No checkpoint", str(empty_logs))
+
+
+def test_user_mistakes_in_real_processes(tmp_path):
+    """The error funnel in a real process: exit code 2, the problem named, no traceback
+    (tests/test_tinyvoc_errors.py covers many more cases in-process)."""
+    data = tmp_path / "data"
+    write_synthetic_tinyvoc(str(data), n_train=2, n_test=2, with_defects=False)
+    with open(data / "test.json") as f:
+        test = json.load(f)
+    test["images"][1]["id"] = test["images"][0]["id"]
+    with open(data / "test.json", "w") as f:
+        json.dump(test, f)
+    proc = run_cli("submit", "--dataset", data, "--weights", "none")
+    fails_clearly(proc, f"image id {test['images'][0]['id']} is used twice",
+                  test["images"][0]["file_name"], test["images"][1]["file_name"])
+    assert proc.returncode == 2
+
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    proc = run_cli("train", "--dataset", data, "--weights", "none", "--logs", blocker / "logs")
+    fails_clearly(proc, str(blocker), "--logs folder")
+    assert proc.returncode == 2
+
+    # A Config error comes after TensorFlow is loaded: still one line, no traceback.
+    proc = run_cli("train", "--dataset", data, "--weights", "none", "--image-size", "100")
+    fails_clearly(proc, "IMAGE_MAX_DIM = 100", "divisible by 64")
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error: ")]
+    assert proc.returncode == 2 and len(errors) == 1 and "IMAGE_MAX_DIM" in errors[0]

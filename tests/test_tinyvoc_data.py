@@ -4,7 +4,6 @@ import json
 import os
 import warnings
 
-import h5py
 import numpy as np
 import pytest
 
@@ -118,34 +117,64 @@ def test_real_test_set_loads():
 def test_config_from_command_line(tmp_path):
     parser = tinyvoc.build_parser()
     args = parser.parse_args(["train", "--dataset", "d", "--weights", "none"])
-    config = tinyvoc.make_config(args, inference=False, train_images=11, val_images=3)
+    config = tinyvoc.make_config(args, False, "none", train_images=11, val_images=3)
     assert (config.STEPS_PER_EPOCH, config.VALIDATION_STEPS) == (6, 2)  # ceil(11/2), ceil(3/2)
     assert config.BACKBONE == "resnet50"
     args = parser.parse_args(["train", "--dataset", "d", "--weights", "coco", "--steps", "2",
                               "--val-steps", "1", "--image-size", "128"])
-    config = tinyvoc.make_config(args, inference=False, train_images=11, val_images=3)
+    config = tinyvoc.make_config(args, False, "coco", train_images=11, val_images=3)
     assert (config.STEPS_PER_EPOCH, config.VALIDATION_STEPS) == (2, 1)
     assert config.BACKBONE == "resnet101" and list(config.IMAGE_SHAPE) == [128, 128, 3]
     args = parser.parse_args(["detect", "--image", "x.jpg", "--weights", "none", "--min-confidence", "0.3"])
-    config = tinyvoc.make_config(args, inference=True)
+    config = tinyvoc.make_config(args, True, "none")
     assert config.DETECTION_MIN_CONFIDENCE == 0.3 and config.BATCH_SIZE == 1
     for command in ("evaluate", "submit"):
         args = parser.parse_args([command, "--dataset", "d"])
         assert args.weights == "last" and args.func.__name__ == f"cmd_{command}"
 
 
+def _checkpoint_file(path, stage4_blocks="af", norm="batch"):
+    """A real Keras-2 weights file (mrcnn.weights.save_weights) with Matterport's names."""
+    import keras
+    from mrcnn.weights import save_weights
+
+    image = keras.Input((8, 8, 3))
+    x = keras.layers.Conv2D(2, 1, name="conv1")(image)
+    x = (keras.layers.BatchNormalization(name="bn_conv1") if norm == "batch"
+         else keras.layers.GroupNormalization(groups=1, name="bn_conv1"))(x)
+    for block in stage4_blocks:
+        x = keras.layers.Conv2D(2, 1, name=f"res4{block}_branch2a")(x)
+    save_weights(keras.Model(image, x), path)
+    return str(path)
+
+
 def test_backbone_is_read_from_checkpoint(tmp_path):
-    for layers, expected in ((["res4a_branch2a", "res4w_branch2a"], "resnet101"),
-                             (["res4a_branch2a", "res4f_branch2a"], "resnet50"), ([], None)):
-        path = tmp_path / f"{expected}.h5"
-        with h5py.File(path, "w") as f:
-            for name in layers:
-                f.create_group(name)
-        assert tinyvoc.backbone_of_weights(str(path)) == expected
-        args = tinyvoc.build_parser().parse_args(["submit", "--dataset", "d", "--weights", str(path)])
-        assert tinyvoc.choose_backbone(args) == (expected or "resnet50")
+    parser = tinyvoc.build_parser()
+    for blocks, expected in (("aw", "resnet101"), ("af", "resnet50"), ("", "resnet50")):
+        path = _checkpoint_file(tmp_path / f"{blocks or 'none'}.h5", blocks)
+        args = parser.parse_args(["submit", "--dataset", "d", "--weights", path])
+        weights = tinyvoc.resolve_weights(args)
+        assert weights == path
+        assert tinyvoc.make_config(args, True, weights).BACKBONE == expected
     (tmp_path / "not_h5.h5").write_text("x")
-    assert tinyvoc.backbone_of_weights(str(tmp_path / "not_h5.h5")) is None
+    args = parser.parse_args(["submit", "--dataset", "d", "--weights", str(tmp_path / "not_h5.h5")])
+    with pytest.raises(tinyvoc.InputError, match="not_h5.h5"):
+        tinyvoc.make_config(args, True, tinyvoc.resolve_weights(args))
+
+
+def test_weights_last_is_resolved_once_to_the_newest_checkpoint(tmp_path):
+    run = tmp_path / "logs" / "tinyvoc20260101T0000"
+    run.mkdir(parents=True)
+    _checkpoint_file(run / "mask_rcnn_tinyvoc_0001.h5", "af")
+    newest = _checkpoint_file(run / "mask_rcnn_tinyvoc_0002.h5", "aw", norm="group")
+    parser = tinyvoc.build_parser()
+    args = parser.parse_args(["evaluate", "--dataset", "d", "--logs", str(tmp_path / "logs")])
+    assert args.weights == "last" and tinyvoc.resolve_weights(args) == newest
+    config = tinyvoc.make_config(args, True, newest)
+    assert (config.BACKBONE, config.BACKBONE_NORM) == ("resnet101", "group")
+    args = parser.parse_args(["evaluate", "--dataset", "d", "--logs", str(tmp_path / "empty")])
+    with pytest.raises(tinyvoc.InputError, match="--weights=last"):
+        tinyvoc.resolve_weights(args)
 
 
 def test_synthetic_writer_is_deterministic(tmp_path):
@@ -188,19 +217,12 @@ def test_augmentation_moves_masks_with_the_image():
 
 
 def test_backbone_norm_is_read_from_checkpoint(tmp_path):
-    for weight_names, expected in ((["bn_conv1/gamma:0", "bn_conv1/beta:0",
-                                     "bn_conv1/moving_mean:0", "bn_conv1/moving_variance:0"], "batch"),
-                                   (["bn_conv1/gamma:0", "bn_conv1/beta:0"], "group")):
-        path = tmp_path / f"{expected}.h5"
-        with h5py.File(path, "w") as f:
-            f.create_group("bn_conv1").attrs["weight_names"] = [n.encode() for n in weight_names]
-        assert tinyvoc.norm_of_weights(str(path)) == expected
-        args = tinyvoc.build_parser().parse_args(["submit", "--dataset", "d", "--weights", str(path)])
-        assert tinyvoc.make_config(args, inference=True).BACKBONE_NORM == expected
     parser = tinyvoc.build_parser()
+    for norm in ("batch", "group"):
+        path = _checkpoint_file(tmp_path / f"{norm}.h5", norm=norm)
+        args = parser.parse_args(["submit", "--dataset", "d", "--weights", path])
+        assert tinyvoc.make_config(args, True, tinyvoc.resolve_weights(args)).BACKBONE_NORM == norm
     for argv, expected in ((["--weights", "none"], "batch"), (["--weights", "coco"], "batch"),
                            (["--weights", "none", "--backbone-norm", "group"], "group")):
         args = parser.parse_args(["train", "--dataset", "d"] + argv)
-        assert tinyvoc.choose_norm(args) == expected
-    (tmp_path / "empty.h5").write_bytes(b"")
-    assert tinyvoc.norm_of_weights(str(tmp_path / "empty.h5")) is None
+        assert tinyvoc.choose_norm(args, tinyvoc.describe_weights(args.weights)) == expected

@@ -48,6 +48,10 @@ class DetectionTargetLayer(keras.layers.Layer):
     * at most ``int(train_rois_per_image * roi_positive_ratio)`` positives are
       drawn at random, then ``int(P / roi_positive_ratio) - P`` negatives (fewer
       if there are not enough);
+    * an image without (non-crowd) ground truth gets the negatives an image
+      with the full positive share would get (P = the positive cap above), so
+      images without objects teach the heads background. Matterport drew none
+      for them (0 positives -> 0 negatives), which made such images useless;
     * each positive gets the class, the box deltas ``box_refinement(roi, gt) /
       bbox_std_dev`` and the rounded ``crop_and_resize`` of the mask of the
       ground-truth box it overlaps most (ties: the first one). With
@@ -55,7 +59,7 @@ class DetectionTargetLayer(keras.layers.Layer):
       ROI is first expressed in its ground-truth box's frame;
     * output rows are positives, then negatives, then zero padding up to
       ``T = train_rois_per_image``; negatives and padding have class 0, zero
-      deltas and zero masks. No ground truth at all gives all-zero outputs.
+      deltas and zero masks.
 
     Call: ``[proposals [B, N, 4], gt_class_ids int [B, G], gt_boxes [B, G, 4],
     gt_masks [B, h, w, G] (bool or float)]``, boxes normalized ->
@@ -111,7 +115,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         positive = proposal_valid & (roi_iou_max >= POSITIVE_IOU)
         negative = proposal_valid & (roi_iou_max < POSITIVE_IOU) & no_crowd
 
-        slot_src, is_pos, is_neg = self._sample(positive, negative)
+        has_gt = ops.any(is_gt, axis=-1)
+        slot_src, is_pos, is_neg = self._sample(positive, negative, has_gt)
         rois = _gather_rows(proposals, slot_src)
         rois = ops.where((is_pos | is_neg)[..., None], rois, 0.0)
 
@@ -130,8 +135,12 @@ class DetectionTargetLayer(keras.layers.Layer):
         masks = ops.where(is_pos[..., None, None], masks, 0.0)
         return [ops.stop_gradient(t) for t in (rois, class_ids, deltas, masks)]
 
-    def _sample(self, positive, negative):
-        """Choose the rows: ``slot_src int [B, T]`` plus positive/negative slot masks."""
+    def _sample(self, positive, negative, has_gt):
+        """Choose the rows: ``slot_src int [B, T]`` plus positive/negative slot masks.
+
+        ``has_gt [B]``: the image has non-crowd ground truth; without any, its
+        negative quota is that of an image with ``positive_cap`` positives.
+        """
         T = self.train_rois_per_image
         keys = keras.random.uniform(ops.shape(positive), seed=self.seed_generator)
         pos_order = _first_k_order(positive, keys)
@@ -141,7 +150,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         num_pos = ops.minimum(ops.sum(ops.cast(positive, "int32"), axis=1), positive_cap)
         # float32 like Matterport: int(r * P) - P with r = 1 / ratio.
         r = 1.0 / self.roi_positive_ratio
-        neg_quota = ops.cast(r * ops.cast(num_pos, "float32"), "int32") - num_pos
+        quota_base = ops.where(has_gt, num_pos, positive_cap)
+        neg_quota = ops.cast(r * ops.cast(quota_base, "float32"), "int32") - quota_base
         num_neg = ops.minimum(ops.sum(ops.cast(negative, "int32"), axis=1), neg_quota)
         num_neg = ops.minimum(num_neg, T - num_pos)
 
