@@ -68,7 +68,9 @@ def _rpn(config, rpn_feature_maps):
                           config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS)
     per_level = [rpn(p) for p in rpn_feature_maps]
     names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
-    return [keras.layers.Concatenate(axis=1, name=name)([level[i] for level in per_level])
+    # float32: the RPN's outputs feed top-k, NMS and the losses under any precision.
+    return [keras.layers.Concatenate(axis=1, name=name, dtype="float32")(
+                [level[i] for level in per_level])
             for i, name in enumerate(names)]
 
 

@@ -13,7 +13,7 @@ from mrcnn import graph
 from mrcnn import images as image_utils
 from mrcnn import network_io
 from mrcnn import schedules, training
-from mrcnn import pretrained
+from mrcnn import precision, pretrained
 from mrcnn import weights as weights_io
 
 # Matterport's model.py defined these; keep `from mrcnn.model import X` working.
@@ -54,7 +54,8 @@ class MaskRCNN(MatterportCompat):
         self.model_dir = model_dir
         self._anchor_cache = {}
         self.set_log_dir()
-        self.keras_model = self.build(mode, config)
+        with precision.policy_scope(config.PRECISION):  # this model's layers only
+            self.keras_model = self.build(mode, config)
 
     # === Graph ===
 

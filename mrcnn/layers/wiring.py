@@ -3,7 +3,8 @@ anchors (``PyramidAnchors`` builds them from a few numbers), pixel -> normalized
 normalized window and the box columns of the detections.
 
 They replace ``keras.layers.Lambda`` (which does not serialise without unsafe
-deserialisation) by registered layers with ``get_config``.
+deserialisation) by registered layers with ``get_config``. They carry boxes, anchors
+and image meta, so they compute in float32 under any mixed-precision policy.
 """
 import keras
 import numpy as np
@@ -16,8 +17,16 @@ from mrcnn.layers import box_ops
 __all__ = ["BatchConstant", "PyramidAnchors", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow", "DetectionBoxes"]
 
 
+class _Float32Layer(keras.layers.Layer):
+    """A layer whose dtype defaults to float32 whatever Keras' global policy is."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
-class BatchConstant(keras.layers.Layer):
+class BatchConstant(_Float32Layer):
     """Repeats a constant array along a batch dimension taken from `reference`.
 
     Holds the training anchors: they depend only on IMAGE_SHAPE, so they are a
@@ -75,7 +84,7 @@ class PyramidAnchors(BatchConstant):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class NormalizeBoxes(keras.layers.Layer):
+class NormalizeBoxes(_Float32Layer):
     """Pixel boxes -> normalized boxes of the image they belong to.
 
     Call: ``(boxes [B, N, 4] pixels, image [B, H, W, C])`` -> ``float32 [B, N, 4]``.
@@ -90,7 +99,7 @@ class NormalizeBoxes(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ParseImageMeta(keras.layers.Layer):
+class ParseImageMeta(_Float32Layer):
     """Image meta ``[B, M]`` -> dict of its parts (``box_ops.parse_image_meta``).
 
     The graph parses the meta once, here, and hands the parts to the layers that
@@ -108,7 +117,7 @@ class ParseImageMeta(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class NormalizeWindow(keras.layers.Layer):
+class NormalizeWindow(_Float32Layer):
     """The meta's pixel window, normalized in the molded image: what
     ``DetectionLayer`` clips boxes to.
 
@@ -123,7 +132,7 @@ class NormalizeWindow(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionBoxes(keras.layers.Layer):
+class DetectionBoxes(_Float32Layer):
     """The box columns of ``DetectionLayer``'s output: ``[B, N, 6]`` -> ``[B, N, 4]``."""
 
     def call(self, detections):
