@@ -26,6 +26,7 @@ LEARNING_RATE = 0.001
 MOMENTUM = 0.9
 WEIGHT_DECAY = 0.0001
 CLIP_NORM = 5.0
+PRECISIONS = ("float32", "mixed_bfloat16")  # Config.PRECISION values benchmarked
 
 
 def peak_rss_mib():
@@ -78,4 +79,9 @@ def worker_arguments(description, tasks):
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
+    parser.add_argument("--precision", default="float32", choices=PRECISIONS,
+                        help="ours: Config.PRECISION; torchvision: mixed_bfloat16 runs "
+                             "under torch.autocast('cpu', dtype=torch.bfloat16)")
+    parser.add_argument("--rpn-conv-channels", type=int, default=RPN_CONV_CHANNELS,
+                        help="ours only: RPN_CONV_CHANNELS (512 = our default, Matterport's)")
     return parser.parse_args()

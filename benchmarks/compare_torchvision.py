@@ -77,11 +77,11 @@ def load_average():
         return None
 
 
-def run_worker(side, task, data, batch, runs, warmup, allocator, timeout):
+def run_worker(side, task, data, batch, runs, warmup, allocator, timeout, extra_args=()):
     """One fresh worker process; its RESULT dict (or an "error" dict)."""
     python, script = WORKERS[side]
     cmd = [python, script, "--task", task, "--runs", str(runs), "--warmup", str(warmup),
-           "--batch", str(batch)] + (["--data", data] if data else [])
+           "--batch", str(batch)] + (["--data", data] if data else []) + list(extra_args)
     env = {**os.environ, **ALLOCATORS[allocator], "PYTHONHASHSEED": "0"}
     for key in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"):
         if key not in ALLOCATORS[allocator]:
@@ -98,7 +98,7 @@ def run_worker(side, task, data, batch, runs, warmup, allocator, timeout):
             result.update({"allocator": allocator, "wall_s": time.perf_counter() - start,
                            "load_before": load_before, "load_after": load_average()})
             return result
-    return {"side": side, "task": task, "batch": batch, "allocator": allocator,
+    return {"side": side, "task": task, "batch": batch, "allocator": allocator, "args": list(extra_args),
             "error": f"exit {proc.returncode}: {proc.stderr[-2000:]}"}
 
 

@@ -35,8 +35,12 @@ STAGES = (("backbone + FPN", ["fpn_p2", "fpn_p3", "fpn_p4", "fpn_p5"]),
 def main():
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--precision", default="float32", choices=common.PRECISIONS)
+    parser.add_argument("--rpn-conv-channels", type=int, default=common.RPN_CONV_CHANNELS,
+                        help="512: our default (Matterport's); 256: the equal-work setting")
     args = parser.parse_args()
-    config = worker_ours.make_config(1, common.NUM_CLASSES_INFER)
+    config = worker_ours.make_config(1, common.NUM_CLASSES_INFER, args.precision,
+                                     args.rpn_conv_channels)
     model = MaskRCNN("inference", config, "/tmp/mrcnn_bench_logs")
     km = model.keras_model
     rng = np.random.default_rng(0)
@@ -62,6 +66,18 @@ def main():
         model.detect([image])
         times.append(time.perf_counter() - start)
     rows.append(("+ host: mold, unmold, paste 100 masks = detect()", statistics.median(times)))
+    # The host-side stages alone.
+    host = {"mold_inputs": lambda: model.mold_inputs([image])}
+    detections, _, _, masks, _, _, _ = km.predict_on_batch(inputs)
+    host["unmold_detections (100 masks)"] = lambda: model.unmold_detections(
+        detections[0], masks[0], image.shape, molded.shape[1:], model.mold_inputs([image])[2][0])
+    for name, fn in host.items():
+        times = []
+        for _ in range(args.runs):
+            start = time.perf_counter()
+            fn()
+            times.append(time.perf_counter() - start)
+        print(f"host {name}: {statistics.median(times):.3f} s")
     print("| stage (cumulative) | median s | stage s |\n|---|---|---|")
     previous = 0.0
     for name, t in rows:

@@ -73,14 +73,17 @@ class ArrayDataset(Dataset):
 ALL_BUT_BATCHNORM = r"(?!.*bn).*"
 
 
-def make_config(batch, num_classes):
-    cls = type("Cfg", (BenchConfig,), {"IMAGES_PER_GPU": batch, "NUM_CLASSES": num_classes})
+def make_config(batch, num_classes, precision="float32", rpn_conv_channels=None):
+    cls = type("Cfg", (BenchConfig,), {
+        "IMAGES_PER_GPU": batch, "NUM_CLASSES": num_classes, "PRECISION": precision,
+        "RPN_CONV_CHANNELS": rpn_conv_channels or common.RPN_CONV_CHANNELS})
     return cls()
 
 
-def infer(voc, runs, warmup):
-    config = make_config(1, common.NUM_CLASSES_INFER)
+def infer(voc, runs, warmup, config):
+    start = time.perf_counter()
     model = MaskRCNN("inference", config, "/tmp/mrcnn_bench_logs")
+    build = time.perf_counter() - start
     counts = []
 
     def step(i):
@@ -91,15 +94,16 @@ def infer(voc, runs, warmup):
     step(0)
     first = time.perf_counter() - start
     times = common.timed(step, runs, warmup)
-    return {"times": times, "first_call_s": first, "detections": counts[-runs:]}
+    return {"times": times, "build_s": build, "first_call_s": first, "detections": counts[-runs:]}
 
 
-def train(shapes, batch, runs, warmup):
-    config = make_config(batch, common.NUM_CLASSES_TRAIN)
+def train(shapes, runs, warmup, config):
     dataset = ArrayDataset()
     dataset.load(shapes)
     dataset.prepare()
+    start = time.perf_counter()
     model = MaskRCNN("training", config, "/tmp/mrcnn_bench_logs")
+    build = time.perf_counter() - start
     model.set_trainable(ALL_BUT_BATCHNORM, verbose=0)
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
     generator = DataGenerator(dataset, config, shuffle=False, seed=0)
@@ -117,7 +121,7 @@ def train(shapes, batch, runs, warmup):
         losses.append(float(logs["loss"]))
 
     times = common.timed(step, runs, warmup)
-    return {"times": times, "first_call_s": first, "data_s_per_batch": load_s,
+    return {"times": times, "build_s": build, "first_call_s": first, "data_s_per_batch": load_s,
             "rss_after_build_mib": rss_built,
             "losses": losses[-runs:]}
 
@@ -143,7 +147,7 @@ def head_flops(model, config):
     return total
 
 
-def flops():
+def flops(rpn_conv_channels=None):
     """Float operations of one 512x512 inference.
 
     Backbone, FPN and RPN from TF's graph profiler (ops with registered FLOP
@@ -151,7 +155,7 @@ def flops():
     whose ROI axis the profiler cannot see, analytically (``head_flops``). NMS,
     top-k and crop-and-resize are not counted (small next to the convolutions).
     """
-    config = make_config(1, common.NUM_CLASSES_INFER)
+    config = make_config(1, common.NUM_CLASSES_INFER, rpn_conv_channels=rpn_conv_channels)
     model = MaskRCNN("inference", config, "/tmp/mrcnn_bench_logs")
     anchors = model.get_anchors((common.IMAGE_SIZE, common.IMAGE_SIZE))
     fn = tf.function(lambda a, b, c: model.keras_model([a, b, c], training=False))
@@ -172,10 +176,12 @@ def flops():
             "top_nodes": sorted(nodes.items(), key=lambda kv: -kv[1])[:10]}
 
 
-def matmul(runs, warmup, n=3072):
-    """float32 matmul throughput of this process' 2 threads (FLOP/s)."""
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+def matmul(runs, warmup, precision="float32", n=3072):
+    """float32 (or, for "mixed_bfloat16", bfloat16) matmul throughput of this
+    process' 2 threads (FLOP/s)."""
+    dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     fn = tf.function(lambda x, y: tf.matmul(x, y))
     times = common.timed(lambda i: fn(a, b).numpy(), runs, warmup)
     return {"times": times, "flop_per_call": 2.0 * n ** 3}
@@ -185,14 +191,17 @@ def main():
     args = common.worker_arguments(__doc__, ("infer", "train", "flops", "matmul"))
     keras.utils.set_random_seed(0)
     if args.task == "flops":
-        result = flops()
+        result = flops(args.rpn_conv_channels)
     elif args.task == "matmul":
-        result = matmul(args.runs, args.warmup)
+        result = matmul(args.runs, args.warmup, args.precision)
     else:
         voc, shapes = common.load_data(args.data)
-        result = (infer(voc, args.runs, args.warmup) if args.task == "infer"
-                  else train(shapes, args.batch, args.runs, args.warmup))
-    result.update({"side": "ours", "task": args.task, "batch": args.batch})
+        classes = common.NUM_CLASSES_INFER if args.task == "infer" else common.NUM_CLASSES_TRAIN
+        config = make_config(args.batch, classes, args.precision, args.rpn_conv_channels)
+        result = (infer(voc, args.runs, args.warmup, config) if args.task == "infer"
+                  else train(shapes, args.runs, args.warmup, config))
+    result.update({"side": "ours", "task": args.task, "batch": args.batch,
+                   "precision": args.precision, "rpn_conv_channels": args.rpn_conv_channels})
     common.report(result)
 
 

@@ -71,12 +71,17 @@ def square(image):
     return F.pad(x, (left, size - nw - left, top, size - nh - top))
 
 
-def infer(voc, runs, warmup):
+def autocast(precision):
+    """torch.autocast on the CPU in bfloat16 for "mixed_bfloat16", else a no-op."""
+    return torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "mixed_bfloat16")
+
+
+def infer(voc, runs, warmup, precision):
     model = build(common.NUM_CLASSES_INFER).eval()
     counts = []
 
     def step(i):
-        with torch.inference_mode():
+        with torch.inference_mode(), autocast(precision):
             out = model([square(voc[i % len(voc)])])[0]
             masks = (out["masks"][:, 0] > 0.5).numpy()
         counts.append(int(masks.shape[0]))
@@ -99,7 +104,7 @@ def to_target(masks, class_ids):
             "masks": torch.from_numpy(np.ascontiguousarray(masks.transpose(2, 0, 1))).to(torch.uint8)}
 
 
-def train(shapes, batch, runs, warmup):
+def train(shapes, batch, runs, warmup, precision):
     model = build(common.NUM_CLASSES_TRAIN).train()
     params = [p for p in model.parameters() if p.requires_grad]
     rss_built = common.peak_rss_mib()  # runtime + model, before any step
@@ -111,8 +116,9 @@ def train(shapes, batch, runs, warmup):
 
     def step(i):
         chosen = [samples[(i * batch + k) % len(samples)] for k in range(batch)]
-        loss_dict = model([s[0] for s in chosen], [s[1] for s in chosen])
-        loss = sum(loss_dict.values())
+        with autocast(precision):
+            loss_dict = model([s[0] for s in chosen], [s[1] for s in chosen])
+            loss = sum(loss_dict.values())
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, common.CLIP_NORM)
@@ -127,8 +133,9 @@ def train(shapes, batch, runs, warmup):
             "rss_after_build_mib": rss_built}
 
 
-def matmul(runs, warmup, n=3072):
-    a, b = torch.randn(n, n), torch.randn(n, n)
+def matmul(runs, warmup, precision, n=3072):
+    dtype = torch.bfloat16 if precision == "mixed_bfloat16" else torch.float32
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
     times = common.timed(lambda i: torch.mm(a, b), runs, warmup)
     return {"times": times, "flop_per_call": 2.0 * n ** 3}
 
@@ -137,12 +144,13 @@ def main():
     args = common.worker_arguments(__doc__, ("infer", "train", "matmul"))
     torch.manual_seed(0)
     if args.task == "matmul":
-        result = matmul(args.runs, args.warmup)
+        result = matmul(args.runs, args.warmup, args.precision)
     else:
         voc, shapes = common.load_data(args.data)
-        result = (infer(voc, args.runs, args.warmup) if args.task == "infer"
-                  else train(shapes, args.batch, args.runs, args.warmup))
+        result = (infer(voc, args.runs, args.warmup, args.precision) if args.task == "infer"
+                  else train(shapes, args.batch, args.runs, args.warmup, args.precision))
     result.update({"side": "torchvision", "task": args.task, "batch": args.batch,
+                   "precision": args.precision,
                    "versions": {"torch": torch.__version__, "torchvision": torchvision.__version__}})
     common.report(result)
 

@@ -158,8 +158,8 @@ class CocoDataset(Dataset):
                 f"image folder not found: {image_dir!r} (the images of {annotation_file!r} "
                 f"are expected there, by their file_name)")
         name = os.path.basename(os.fspath(annotation_file))
-        class_ids = self._select_classes(coco, class_ids, name)
-        image_ids = self._select_images(coco, image_ids, name)
+        class_ids = self._select(class_ids, coco.cats, "category", name)
+        image_ids = self._select(image_ids, coco.imgs, "image", name)
 
         for category_id in class_ids:
             self.add_class(source, category_id, coco.cats[category_id]["name"])
@@ -210,23 +210,15 @@ class CocoDataset(Dataset):
         return coco if return_coco else None
 
     @staticmethod
-    def _select_classes(coco, class_ids, name):
-        if class_ids is None:
-            return sorted(coco.cats)
-        unknown = sorted(set(class_ids) - set(coco.cats))
+    def _select(requested, available, what, name):
+        """The requested ids (all when None), sorted; unknown ones are a DatasetError."""
+        if requested is None:
+            return sorted(available)
+        unknown = sorted(set(requested) - set(available))
         if unknown:
-            raise ValueError(f"{name}: requested category ids {unknown} are not among its "
-                             f"categories {sorted(coco.cats)}")
-        return sorted(set(class_ids))
-
-    @staticmethod
-    def _select_images(coco, image_ids, name):
-        if image_ids is None:
-            return sorted(coco.imgs)
-        unknown = sorted(set(image_ids) - set(coco.imgs))
-        if unknown:
-            raise ValueError(f"{name}: requested image ids {unknown[:10]} are not in the file")
-        return sorted(set(image_ids))
+            raise DatasetError(f"{name}: requested {what} ids {unknown[:10]} are not in the file "
+                               f"(it has {len(available)})")
+        return sorted(set(requested))
 
     @staticmethod
     def _warn(name, ann_skips, ann_total, image_skips, image_total, examples):

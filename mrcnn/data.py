@@ -64,7 +64,8 @@ def load_image_gt(dataset, config, image_id, augmentation=None, *, use_mini_mask
         which it does not under NumPy 2). Must keep the image size.
     use_mini_mask: return mini masks; None follows ``config.USE_MINI_MASK``.
         Evaluation code wants full masks: pass False.
-    rng: optional ``np.random.Generator`` for the random crop of "crop" mode.
+    rng: optional ``np.random.Generator`` for the random crop of "crop" mode and,
+        with an albumentations transform, the seed of its random draws.
 
     Returns:
         image: [H, W, C] resized image, dtype of ``dataset.load_image``.
@@ -84,7 +85,7 @@ def load_image_gt(dataset, config, image_id, augmentation=None, *, use_mini_mask
         mask = np.zeros(image.shape[:2] + (0,), dtype=bool)
 
     if augmentation is not None:
-        image, mask = apply_augmentation(image, mask, augmentation)
+        image, mask = apply_augmentation(image, mask, augmentation, rng=rng)
 
     # Cropping or augmentation can push an instance out of the image.
     visible = mask.any(axis=(0, 1))
@@ -138,12 +139,15 @@ def _active_class_ids(dataset, image_id):
 #  Augmentation
 ############################################################
 
-def apply_augmentation(image, mask, augmentation):
+def apply_augmentation(image, mask, augmentation, rng=None):
     """Applies one random augmentation to an image and its masks together.
 
     image: [H, W, C]; mask: bool [H, W, N].
     augmentation: an albumentations transform, or an imgaug augmenter (duck-typed by
         ``to_deterministic``; only usable where ``import imgaug`` works).
+    rng: optional ``np.random.Generator``: an albumentations transform is reseeded from
+        it, so the draw depends on `rng` only, not on which worker thread ran the
+        transform before (``DataGenerator`` passes one seeded per batch).
 
     Returns: (image, mask) with unchanged shapes and dtypes. Geometric transforms move
     the masks with the image (nearest-neighbour); pixel-level ones touch the image only.
@@ -151,7 +155,7 @@ def apply_augmentation(image, mask, augmentation):
     if hasattr(augmentation, "to_deterministic"):
         new_image, new_mask = _apply_imgaug(image, mask, augmentation)
     elif _is_albumentations(augmentation):
-        new_image, new_mask = _apply_albumentations(image, mask, augmentation)
+        new_image, new_mask = _apply_albumentations(image, mask, augmentation, rng)
     else:
         raise TypeError(f"augmentation must be an albumentations transform (e.g. A.Compose) or an "
                         f"imgaug augmenter, got {type(augmentation).__name__}")
@@ -173,7 +177,15 @@ def _is_albumentations(augmentation):
     return isinstance(augmentation, (albumentations.BasicTransform, albumentations.BaseCompose))
 
 
-def _apply_albumentations(image, mask, transform):
+# Reseeding and applying a (shared) transform must not interleave between worker threads.
+_ALBUMENTATIONS_LOCK = threading.Lock()
+
+
+def _apply_albumentations(image, mask, transform, rng=None):
+    if rng is not None:
+        with _ALBUMENTATIONS_LOCK:
+            transform.set_random_seed(int(rng.integers(2 ** 32)))
+            return _apply_albumentations(image, mask, transform)
     if not mask.shape[-1]:
         # albumentations cannot stack an empty list of masks.
         out = transform(image=image)

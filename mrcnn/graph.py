@@ -16,25 +16,26 @@ In training mode the graph also samples ROIs and builds their targets
 import keras
 
 from mrcnn import backbones
+from mrcnn import network_io
 from mrcnn.layers.backbone import fpn_graph
 from mrcnn.layers.detection import DetectionLayer
 from mrcnn.layers.detection_targets import DetectionTargetLayer, PositiveRows
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.roi_align import PyramidROIAlign
-from mrcnn.layers.wiring import (BatchConstant, DetectionBoxes, NormalizeBoxes, NormalizeWindow,
-                                 ParseImageMeta)
+from mrcnn.layers.wiring import (DetectionBoxes, NormalizeBoxes, NormalizeWindow, ParseImageMeta,
+                                 PyramidAnchors)
 from mrcnn.layout import SIZE_MULTIPLE
 from mrcnn.training import TrainingGraph
 
 __all__ = ["build"]
 
 
-def build(mode, config, training_anchors=None):
+def build(mode, config):
     """The Keras graph of `mode` ("training" or "inference") for `config`.
 
-    training_anchors: normalized anchors [A, 4] of config.IMAGE_SHAPE (training
-        only: a constant of the training graph; inference takes anchors as input).
+    The training graph makes its anchors from the config (`PyramidAnchors`: a
+    constant of the graph); inference takes them as an input.
     """
     h, w = config.IMAGE_SHAPE[:2]
     if h % SIZE_MULTIPLE or w % SIZE_MULTIPLE:
@@ -55,7 +56,7 @@ def build(mode, config, training_anchors=None):
     # The meta is parsed once, here; the layers get the parts they need.
     if mode == "training":
         return _build_training(config, input_image, input_image_meta, meta,
-                               mrcnn_feature_maps, rpn_outputs, training_anchors)
+                               mrcnn_feature_maps, rpn_outputs)
     return _build_inference(config, input_image, input_image_meta, meta, mrcnn_feature_maps,
                             rpn_outputs)
 
@@ -67,7 +68,9 @@ def _rpn(config, rpn_feature_maps):
                           config.TOP_DOWN_PYRAMID_SIZE, config.RPN_CONV_CHANNELS)
     per_level = [rpn(p) for p in rpn_feature_maps]
     names = ["rpn_class_logits", "rpn_class", "rpn_bbox"]
-    return [keras.layers.Concatenate(axis=1, name=name)([level[i] for level in per_level])
+    # float32: the RPN's outputs feed top-k, NMS and the losses under any precision.
+    return [keras.layers.Concatenate(axis=1, name=name, dtype="float32")(
+                [level[i] for level in per_level])
             for i, name in enumerate(names)]
 
 
@@ -102,12 +105,14 @@ def _training_inputs(config, input_image, input_image_meta):
     }
 
 
-def _build_training(config, input_image, input_image_meta, meta, feature_maps, rpn_outputs,
-                    anchors):
+def _build_training(config, input_image, input_image_meta, meta, feature_maps, rpn_outputs):
     rpn_class_logits, rpn_class, rpn_bbox = rpn_outputs
     inputs = _training_inputs(config, input_image, input_image_meta)
     gt_boxes = NormalizeBoxes(name="normalize_gt_boxes")(inputs["input_gt_boxes"], input_image)
-    anchors = BatchConstant(anchors, name="anchors")(input_image)
+    anchors = PyramidAnchors(config.IMAGE_SHAPE, config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS,
+                             network_io.feature_shapes_for(config, config.IMAGE_SHAPE),
+                             config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE,
+                             name="anchors")(input_image)
     rpn_rois = ProposalLayer(config.POST_NMS_ROIS_TRAINING, config.RPN_NMS_THRESHOLD,
                              config.PRE_NMS_LIMIT, config.RPN_BBOX_STD_DEV,
                              name="ROI")([rpn_class, rpn_bbox, anchors])

@@ -7,6 +7,7 @@ Boxes are ``(y1, x1, y2, x2)``; the NMS kernels treat them as plain coordinates
 ``tf.image.crop_and_resize`` defines it (0 and 1 are the centres of the first
 and last pixel row/column).
 """
+import keras
 import numpy as np
 import tensorflow as tf
 
@@ -20,6 +21,7 @@ __all__ = [
     "replica_id",
     "replica_sum",
     "replicas_span_workers",
+    "make_deterministic",
 ]
 
 
@@ -150,6 +152,20 @@ def read_after(variable, dependency):
     """
     with tf.control_dependencies([dependency]):
         return tf.identity(variable)
+
+
+def make_deterministic(seed):
+    """Seeds Python's, NumPy's and TensorFlow's global generators (what Keras draws
+    unseeded initialisers and random ops from) and switches TensorFlow to
+    deterministic kernels, so that a run repeats exactly on the same machine.
+
+    Why both: seeds fix the random numbers, but multi-threaded CPU reductions (and GPU
+    atomics) add in a varying order, which changes the last bits of sums and, over many
+    steps, the losses. Op determinism is process-wide and stays on; it makes some
+    kernels slower (and on GPU some ops raise instead of running nondeterministically).
+    """
+    keras.utils.set_random_seed(int(seed))
+    tf.config.experimental.enable_op_determinism()
 
 
 # --- tf.distribute replica context (see mrcnn.distribute for the strategies) ---

@@ -13,8 +13,8 @@ from mrcnn import distribute
 from mrcnn import graph
 from mrcnn import images as image_utils
 from mrcnn import network_io
-from mrcnn import training
-from mrcnn import pretrained
+from mrcnn import schedules, training
+from mrcnn import precision, pretrained
 from mrcnn import weights as weights_io
 
 # Matterport's model.py defined these; keep `from mrcnn.model import X` working.
@@ -62,15 +62,16 @@ class MaskRCNN(MatterportCompat):
         self.model_dir = model_dir
         self._anchor_cache = {}
         self.set_log_dir()
-        with self.strategy.scope():
+        with self.strategy.scope(), precision.policy_scope(config.PRECISION):  # this model's layers only
             self.keras_model = self.build(mode, config)
 
     # === Graph ===
 
     def build(self, mode, config):
         """Build the Keras graph of `mode` (see `mrcnn.graph`)."""
-        anchors = self.get_anchors(config.IMAGE_SHAPE) if mode == "training" else None
-        return graph.build(mode, config, training_anchors=anchors)
+        if mode == "training":
+            self.get_anchors(config.IMAGE_SHAPE)  # sets Matterport's `self.anchors`
+        return graph.build(mode, config)
 
     # === Anchors and input molding ===
 
@@ -166,6 +167,15 @@ class MaskRCNN(MatterportCompat):
                     out[index] = (np.asarray(detections[k]), np.asarray(mrcnn_mask[k]))
         return out
 
+    def export(self, path, format="saved_model", class_names=None):
+        """Write this inference model for serving: a TF SavedModel folder whose
+        `serving_default` maps one uint8 image [H, W, C] (C in 1-4) to detect()'s dict, or a
+        TFLite file (format="tflite"). See `mrcnn.export`."""
+        self._check_mode("inference", "export()")
+        from mrcnn import export as exporter  # TensorFlow-only; keep the import lazy
+
+        return exporter.export_model(self, path, format=format, class_names=class_names)
+
     # === Training ===
 
     def set_log_dir(self, model_path=None):
@@ -202,12 +212,16 @@ class MaskRCNN(MatterportCompat):
 
     def train(self, train_dataset, val_dataset, learning_rate, epochs, layers,
               augmentation=None, custom_callbacks=None, no_augmentation_sources=None,
-              workers=None, verbose=1):
+              workers=None, verbose=1, seed=None):
         """Train until `epochs` epochs are done in total (Matterport semantics:
         a second call, or a run resumed from a checkpoint, continues the count).
 
         layers: "heads", "3+", "4+", "5+", "all" or a regex of layer names.
         augmentation: an albumentations transform applied to image and masks.
+        learning_rate: the base rate; config.LR_SCHEDULE and LEARNING_RATE_WARMUP_STEPS
+            shape it (``mrcnn.schedules``).
+        seed: an int makes data order, augmentation, ROI sampling and the TensorFlow
+            kernels reproducible (``training.seed_run``); None: random.
         """
         self._check_mode("training", "train()")
         from mrcnn.data import DataGenerator  # data imports albumentations; keep import light
@@ -218,7 +232,8 @@ class MaskRCNN(MatterportCompat):
             logger.info("Already trained %d epochs (asked for %d in total); nothing to do.", self.epoch, epochs)
             return None
         workers = workers if workers is not None else max(1, min(4, (os.cpu_count() or 1)))
-        loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers))
+        loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers),
+                      seed=None if seed is None else training.seed_run(self.keras_model, seed, self.epoch))
         skip_empty = not config.TRAIN_IMAGES_WITHOUT_INSTANCES
         train_gen = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
                                   no_augmentation_sources=no_augmentation_sources, skip_empty=skip_empty,
@@ -235,7 +250,8 @@ class MaskRCNN(MatterportCompat):
         trainable = self.set_trainable(regex, verbose=0)
         if not trainable:
             raise ValueError(f"layers={layers!r} matches no weighted layer")
-        self.compile(learning_rate, config.LEARNING_MOMENTUM)
+        self.compile(schedules.schedule_from_config(config, learning_rate, self.epoch, epochs),
+                     config.LEARNING_MOMENTUM)
         with distribute.stop_on_lost_worker(self.strategy, self.log_dir):
             history = self.keras_model.fit(
                 train_gen,

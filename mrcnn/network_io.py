@@ -17,7 +17,7 @@ from mrcnn import boxes as box_utils
 from mrcnn import images as image_utils
 from mrcnn import masks as mask_utils
 
-__all__ = ["resize_for_config", "mold_inputs", "anchors_for_shape", "unmold_detections",
+__all__ = ["resize_for_config", "mold_inputs", "anchors_for_shape", "feature_shapes_for", "unmold_detections",
            "window_to_original", "pad_to_batch"]
 
 
@@ -59,14 +59,18 @@ def anchors_for_shape(config, image_shape):
     (Matterport's contract for a callable BACKBONE), else from BACKBONE_STRIDES
     (``anchors.compute_backbone_shapes``). Normalize with ``boxes.norm_boxes``.
     """
-    shape = tuple(int(d) for d in image_shape[:2])
-    if config.COMPUTE_BACKBONE_SHAPE is not None:
-        feature_shapes = np.asarray(config.COMPUTE_BACKBONE_SHAPE(tuple(image_shape)))
-    else:
-        feature_shapes = anchor_utils.compute_backbone_shapes(shape, config.BACKBONE_STRIDES)
     return anchor_utils.generate_pyramid_anchors(
-        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, feature_shapes,
+        config.RPN_ANCHOR_SCALES, config.RPN_ANCHOR_RATIOS, feature_shapes_for(config, image_shape),
         config.BACKBONE_STRIDES, config.RPN_ANCHOR_STRIDE)
+
+
+def feature_shapes_for(config, image_shape):
+    """int [L, (rows, cols)] feature-map sizes of a molded image shape: the config's
+    COMPUTE_BACKBONE_SHAPE when set, else ``anchors.compute_backbone_shapes``."""
+    if config.COMPUTE_BACKBONE_SHAPE is not None:
+        return np.asarray(config.COMPUTE_BACKBONE_SHAPE(tuple(image_shape)))
+    shape = tuple(int(d) for d in image_shape[:2])
+    return anchor_utils.compute_backbone_shapes(shape, config.BACKBONE_STRIDES)
 
 
 def window_to_original(boxes, window, image_shape, original_image_shape):

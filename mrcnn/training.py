@@ -12,6 +12,7 @@ import os
 import re
 
 import keras
+import numpy as np
 from keras import ops
 
 from mrcnn import backbones, fileio, graph_ops, losses
@@ -120,6 +121,7 @@ def _sum_over_replicas(grads):
     return grads
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
 class TrainingGraph(keras.Model):
     """The training graph plus its loss: the weighted sum of the five Mask R-CNN
     losses and L2 weight decay. Each loss is tracked as its own metric, so the
@@ -152,6 +154,22 @@ class TrainingGraph(keras.Model):
         if iterator is not None and data_batch is None and self.built and not needs_batch:
             iterator, data_batch = None, ()
         return super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
+
+    def get_config(self):
+        return {**super().get_config(), "loss_weights": self.loss_weights_by_name,
+                "weight_decay": self.weight_decay}
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # Keras rebuilds a functional model from its graph with (inputs, outputs,
+        # name) only; the loss settings are set on it afterwards.
+        config = dict(config)
+        loss_weights = config.pop("loss_weights", None)
+        weight_decay = config.pop("weight_decay", 0.0)
+        model = super().from_config(config, custom_objects=custom_objects)
+        model.loss_weights_by_name = dict(loss_weights or {})
+        model.weight_decay = weight_decay
+        return model
 
     def mask_rcnn_losses(self, x, y_pred):
         return {
@@ -212,6 +230,33 @@ def set_trainable(model, regex, verbose=0, _depth=0):
             if verbose > 0:
                 print(f"{'  ' * _depth}{layer.name:30} ({type(layer).__name__})")
     return trainable
+
+
+def seed_run(keras_model, seed, initial_epoch):
+    """Makes a ``train()`` call reproducible; returns the seed for its data generators.
+
+    Seeds the global generators and turns on deterministic kernels
+    (``graph_ops.make_deterministic``), and restarts every ``keras.random.SeedGenerator``
+    of the model's layers (``DetectionTargetLayer``'s ROI sampling) from a state derived
+    from `seed`. `initial_epoch` enters the derived seeds, so the second call of a
+    heads-then-all run does not replay the first call's draws.
+    """
+    graph_seed, data_seed = (int(v) for v in
+                             np.random.SeedSequence([int(seed), int(initial_epoch)]).generate_state(2))
+    graph_ops.make_deterministic(graph_seed)
+    for k, generator in enumerate(_seed_generators(keras_model)):
+        generator.state.assign(np.array([graph_seed, k], dtype=generator.state.dtype))
+    return data_seed
+
+
+def _seed_generators(model):
+    """The ``keras.random.SeedGenerator`` attributes of `model`'s layers, nested ones too."""
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.Model):
+            found += _seed_generators(layer)
+        found += [v for v in vars(layer).values() if isinstance(v, keras.random.SeedGenerator)]
+    return found
 
 
 def new_log_dir(model_dir, name, now=None):
@@ -278,14 +323,28 @@ class AtomicCheckpoint(keras.callbacks.Callback):
         log.info("saved %s", path)
 
 
+class LearningRateLogger(keras.callbacks.Callback):
+    """Adds ``learning_rate`` to each epoch's logs (so the CSV log has it): the
+    optimizer's rate after the epoch's last step, the value TensorBoard also shows."""
+
+    def on_epoch_end(self, epoch, logs=None):
+        if logs is not None:
+            logs["learning_rate"] = float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate))
+
+
 def training_callbacks(log_dir, name, keras_model, extra=None):
-    """Checkpoints, TensorBoard, a plain-text CSV log and a NaN stop."""
+    """Checkpoints, the learning rate, the caller's callbacks, TensorBoard, a plain-text
+    CSV log and a NaN stop. The caller's callbacks run before TensorBoard and the CSV
+    log, so values they add to an epoch's logs (``callbacks.CocoMAPCallback``'s AP) are
+    recorded by both."""
     return [
         AtomicCheckpoint(log_dir, name, keras_model),
+        LearningRateLogger(),
+    ] + list(extra or []) + [
         keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
         keras.callbacks.CSVLogger(os.path.join(log_dir, "training_log.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
-    ] + list(extra or [])
+    ]
 
 
 def worker_callbacks(extra=None):

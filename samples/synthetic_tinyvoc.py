@@ -299,6 +299,9 @@ def add_synth_arguments(parser):
     parser.add_argument("--train", type=_count(1), default=12, help="training images (default 12)")
     parser.add_argument("--test", type=_count(0), default=4, help="test images (default 4)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--size", type=_count(64), nargs=2, default=(128, 160), metavar=("H", "W"),
+                        help="height and width of even-indexed images; odd ones are W x H "
+                             "(default 128 160; shapes are 20-50 px, at most half the image)")
     parser.add_argument("--no-defects", action="store_true",
                         help="leave out the grayscale/corrupt/invalid items")
 
@@ -308,7 +311,7 @@ def main(argv=None):
     add_synth_arguments(parser)
     args = parser.parse_args(argv)
     info = write_synthetic_tinyvoc(args.folder, n_train=args.train, n_test=args.test,
-                                   seed=args.seed, with_defects=not args.no_defects)
+                                   size=args.size, seed=args.seed, with_defects=not args.no_defects)
     print(json.dumps(info, indent=2))
 
 

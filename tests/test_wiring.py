@@ -6,7 +6,7 @@ import pytest
 from mrcnn.images import compose_image_meta, parse_image_meta
 from mrcnn.layers.detection_targets import PositiveRows
 from mrcnn.layers.wiring import (BatchConstant, DetectionBoxes, NormalizeBoxes, NormalizeWindow,
-                                 ParseImageMeta)
+                                 ParseImageMeta, PyramidAnchors)
 from tests.serialization import assert_serialization_round_trip
 
 
@@ -22,6 +22,27 @@ def test_batch_constant_repeats_the_value_per_batch_item_and_round_trips():
     # A symbolic batch keeps its dynamic batch size.
     symbolic = layer(keras.Input((None, None, 3)))
     assert tuple(symbolic.shape) == (None, 3, 4)
+
+
+def test_pyramid_anchors_equal_the_host_anchors_and_keep_only_their_recipe_in_the_config():
+    from mrcnn import anchors as anchor_utils
+    from mrcnn.boxes import norm_boxes
+
+    shapes = [(-(-128 // s), -(-192 // s)) for s in (4, 8, 16, 32, 64)]
+    layer = PyramidAnchors((128, 192, 3), (8, 16, 32, 64, 128), (0.5, 1, 2), shapes,
+                           (4, 8, 16, 32, 64), 1, name="anchors")
+    out = keras.ops.convert_to_numpy(layer(np.zeros((2, 128, 192, 3), np.float32)))
+    # Level by level, from generate_anchors (not the pyramid helper the layer calls).
+    expected = np.concatenate([anchor_utils.generate_anchors(scale, (0.5, 1, 2), shape, stride, 1)
+                               for scale, shape, stride in zip((8, 16, 32, 64, 128), shapes,
+                                                               (4, 8, 16, 32, 64))])
+    expected = norm_boxes(expected, (128, 192)).astype(np.float32)
+    assert out.shape == (2,) + expected.shape
+    np.testing.assert_array_equal(out[1], expected)
+    clone = assert_serialization_round_trip(layer)
+    np.testing.assert_array_equal(clone.value, expected)
+    assert "value" not in layer.get_config()
+    assert len(str(layer.get_config())) < 400  # the recipe, not the [A, 4] array
 
 
 def test_normalize_boxes_uses_the_images_own_size():

@@ -27,6 +27,8 @@ class DetectionLayer(keras.layers.Layer):
 
     def __init__(self, max_instances, min_confidence, nms_threshold,
                  bbox_std_dev, **kwargs):
+        # Scores, delta decoding, NMS and image meta need float32 under any mixed policy.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         # NMS and its dynamic shapes are not XLA-compilable.
         self.supports_jit = False

@@ -84,6 +84,8 @@ class DetectionTargetLayer(keras.layers.Layer):
 
     def __init__(self, train_rois_per_image, roi_positive_ratio, mask_shape,
                  use_mini_mask, bbox_std_dev, crowd_iou, seed=None, **kwargs):
+        # IoU, delta targets and mask crops need float32 under any mixed policy.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         # Not verified under XLA (crop_and_resize, seeded sampling): keep it out.
         self.supports_jit = False
@@ -243,6 +245,10 @@ class PositiveRows(keras.layers.Layer):
     Matterport: at inference the mask head only sees detected objects, so these
     statistics are the closer match.
     """
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")  # ROI boxes: float32 under any mixed policy
+        super().__init__(**kwargs)
 
     def call(self, inputs):
         class_ids, rois, masks = inputs

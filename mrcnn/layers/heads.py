@@ -11,6 +11,11 @@ from keras import layers, ops
 
 from mrcnn.layers.backbone import BatchNorm, _check_train_bn
 
+# The heads' output layers (logits, softmax, box deltas, mask sigmoid) compute in
+# float32 under any mixed-precision policy: they are cheap, and scores, deltas and
+# probabilities feed ranking, NMS, box decoding and the losses.
+OUTPUT_DTYPE = "float32"
+
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class MergeRoiDim(layers.Layer):
@@ -68,12 +73,13 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=51
     shared = layers.Conv2D(conv_channels, (3, 3), padding="same", activation="relu",
                            strides=anchor_stride, name="rpn_conv_shared")(feature_map)
     x = layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid",
-                      name="rpn_class_raw")(shared)
-    rpn_class_logits = layers.Reshape((-1, 2), name="rpn_class_reshape")(x)
-    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx")(rpn_class_logits)
+                      name="rpn_class_raw", dtype=OUTPUT_DTYPE)(shared)
+    rpn_class_logits = layers.Reshape((-1, 2), name="rpn_class_reshape", dtype=OUTPUT_DTYPE)(x)
+    rpn_probs = layers.Activation("softmax", name="rpn_class_xxx",
+                                  dtype=OUTPUT_DTYPE)(rpn_class_logits)
     x = layers.Conv2D(4 * anchors_per_location, (1, 1), padding="valid",
-                      name="rpn_bbox_pred")(shared)
-    rpn_bbox = layers.Reshape((-1, 4), name="rpn_bbox_reshape")(x)
+                      name="rpn_bbox_pred", dtype=OUTPUT_DTYPE)(shared)
+    rpn_bbox = layers.Reshape((-1, 4), name="rpn_bbox_reshape", dtype=OUTPUT_DTYPE)(x)
     return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox],
                        name="rpn_model")
 
@@ -119,10 +125,10 @@ def classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024):
                       frozen, "valid")
     x = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
     shared = SplitRoiDim(name="mrcnn_class_split_rois")([x, pooled])
-    logits = layers.Dense(num_classes, name="mrcnn_class_logits")(shared)
-    probs = layers.Activation("softmax", name="mrcnn_class")(logits)
-    x = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc")(shared)
-    bbox = layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox")(x)
+    logits = layers.Dense(num_classes, name="mrcnn_class_logits", dtype=OUTPUT_DTYPE)(shared)
+    probs = layers.Activation("softmax", name="mrcnn_class", dtype=OUTPUT_DTYPE)(logits)
+    x = layers.Dense(num_classes * 4, name="mrcnn_bbox_fc", dtype=OUTPUT_DTYPE)(shared)
+    bbox = layers.Reshape((-1, num_classes, 4), name="mrcnn_bbox", dtype=OUTPUT_DTYPE)(x)
     return logits, probs, bbox
 
 
@@ -145,5 +151,6 @@ def mask_head(pooled, num_classes, train_bn=False):
                           frozen, "same")
     x = layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu",
                                name="mrcnn_mask_deconv")(x)
-    x = layers.Conv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask")(x)
-    return SplitRoiDim(name="mrcnn_mask_split_rois")([x, pooled])
+    x = layers.Conv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask",
+                      dtype=OUTPUT_DTYPE)(x)
+    return SplitRoiDim(name="mrcnn_mask_split_rois", dtype=OUTPUT_DTYPE)([x, pooled])

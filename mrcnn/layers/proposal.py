@@ -24,6 +24,8 @@ class ProposalLayer(keras.layers.Layer):
 
     def __init__(self, proposal_count, nms_threshold, pre_nms_limit,
                  rpn_bbox_std_dev, **kwargs):
+        # Anchors, delta decoding and NMS need float32 under any mixed policy.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         # NMS and its dynamic shapes are not XLA-compilable.
         self.supports_jit = False

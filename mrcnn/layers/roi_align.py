@@ -77,6 +77,10 @@ class PyramidROIAlign(keras.layers.Layer):
     """
 
     def __init__(self, pool_shape, aligned=False, **kwargs):
+        # Boxes and their level assignment need float32 under any mixed policy (a
+        # bfloat16 box corner is off by up to 4 px at 1024 px); the pooled
+        # features are cast to the next layer's precision by that layer.
+        kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
         # Boolean selection of each level's boxes has a dynamic shape XLA cannot compile.
         self.supports_jit = False

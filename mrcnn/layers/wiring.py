@@ -1,21 +1,32 @@
 """Small graph layers that carry values between the big ones: a batch of constant
-anchors, pixel -> normalized ground-truth boxes, the parsed image meta, its
+anchors (``PyramidAnchors`` builds them from a few numbers), pixel -> normalized ground-truth boxes, the parsed image meta, its
 normalized window and the box columns of the detections.
 
 They replace ``keras.layers.Lambda`` (which does not serialise without unsafe
-deserialisation) by registered layers with ``get_config``.
+deserialisation) by registered layers with ``get_config``. They carry boxes, anchors
+and image meta, so they compute in float32 under any mixed-precision policy.
 """
 import keras
 import numpy as np
 from keras import ops
 
+from mrcnn import anchors as anchor_utils
+from mrcnn import boxes as box_utils
 from mrcnn.layers import box_ops
 
-__all__ = ["BatchConstant", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow", "DetectionBoxes"]
+__all__ = ["BatchConstant", "PyramidAnchors", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow", "DetectionBoxes"]
+
+
+class _Float32Layer(keras.layers.Layer):
+    """A layer whose dtype defaults to float32 whatever Keras' global policy is."""
+
+    def __init__(self, **kwargs):
+        kwargs.setdefault("dtype", "float32")
+        super().__init__(**kwargs)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class BatchConstant(keras.layers.Layer):
+class BatchConstant(_Float32Layer):
     """Repeats a constant array along a batch dimension taken from `reference`.
 
     Holds the training anchors: they depend only on IMAGE_SHAPE, so they are a
@@ -42,7 +53,38 @@ class BatchConstant(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class NormalizeBoxes(keras.layers.Layer):
+class PyramidAnchors(BatchConstant):
+    """The training graph's anchors: the normalized pyramid anchors of a fixed
+    image size, repeated per batch item (as ``BatchConstant``).
+
+    Its config holds the few numbers the anchors come from (feature_shapes:
+    [L, (rows, cols)] of the levels), not the [A, 4] array, so a saved training
+    model stays small and reloads without unsafe deserialisation; the array is rebuilt with the host code (``anchors``,
+    ``boxes.norm_boxes``), so it equals ``MaskRCNN.get_anchors(image_shape)``.
+
+    Call: ``reference [B, ...]`` -> ``float32 [B, A, 4]``.
+    """
+
+    def __init__(self, image_shape, scales, ratios, feature_shapes, feature_strides, anchor_stride,
+                 **kwargs):
+        self.anchor_args = {"image_shape": [int(d) for d in image_shape[:2]],
+                            "scales": [float(v) for v in scales],
+                            "ratios": [float(v) for v in ratios],
+                            "feature_shapes": [[int(d) for d in hw] for hw in feature_shapes],
+                            "feature_strides": [int(v) for v in feature_strides],
+                            "anchor_stride": int(anchor_stride)}
+        pixel = anchor_utils.generate_pyramid_anchors(
+            scales, ratios, np.asarray(self.anchor_args["feature_shapes"]), feature_strides,
+            anchor_stride)
+        super().__init__(box_utils.norm_boxes(pixel, self.anchor_args["image_shape"]), **kwargs)
+
+    def get_config(self):
+        config = keras.layers.Layer.get_config(self)
+        return {**config, **self.anchor_args}
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class NormalizeBoxes(_Float32Layer):
     """Pixel boxes -> normalized boxes of the image they belong to.
 
     Call: ``(boxes [B, N, 4] pixels, image [B, H, W, C])`` -> ``float32 [B, N, 4]``.
@@ -57,7 +99,7 @@ class NormalizeBoxes(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class ParseImageMeta(keras.layers.Layer):
+class ParseImageMeta(_Float32Layer):
     """Image meta ``[B, M]`` -> dict of its parts (``box_ops.parse_image_meta``).
 
     The graph parses the meta once, here, and hands the parts to the layers that
@@ -75,7 +117,7 @@ class ParseImageMeta(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class NormalizeWindow(keras.layers.Layer):
+class NormalizeWindow(_Float32Layer):
     """The meta's pixel window, normalized in the molded image: what
     ``DetectionLayer`` clips boxes to.
 
@@ -90,7 +132,7 @@ class NormalizeWindow(keras.layers.Layer):
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
-class DetectionBoxes(keras.layers.Layer):
+class DetectionBoxes(_Float32Layer):
     """The box columns of ``DetectionLayer``'s output: ``[B, N, 6]`` -> ``[B, N, 4]``."""
 
     def call(self, detections):

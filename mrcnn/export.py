@@ -1,0 +1,301 @@
+"""Export an inference model for serving.
+
+- ``export_model(model, path, "saved_model")``: a TensorFlow SavedModel whose
+  ``serving_default`` signature takes ONE uint8 image ``[H, W, C]`` of any size
+  (C = 3 RGB; 1 gray, 2 gray + alpha and 4 RGBA are converted as
+  ``images.to_rgb`` does for detect()) and returns what ``MaskRCNN.detect()`` returns for it (``rois`` int32 [N, 4] in
+  original pixels, ``class_ids`` int32 [N], ``scores`` float32 [N], ``masks`` bool
+  [H, W, N]). Resizing, molding, the image meta, the anchors and the mask pasting
+  all happen inside the graph, so it loads with ``tf.saved_model.load`` in a
+  process that never imports ``mrcnn`` (or in TF Serving). A second signature,
+  ``class_names``, returns the class names (index = class id).
+- ``export_model(model, path, "tflite")``: that SavedModel converted by
+  ``tf.lite.TFLiteConverter`` (TF-Select ops where TFLite has no builtin).
+
+This is the one module besides ``graph_ops`` that calls ``tf.*``: SavedModel and
+TFLite are TensorFlow formats, so there is nothing backend-neutral to write.
+TensorFlow is imported lazily, inside the functions, so importing ``mrcnn`` never
+needs it. The in-graph pre/post-processing mirrors ``network_io`` (host side)
+step by step; ``tests/test_export.py`` checks the two against each other.
+"""
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from mrcnn import boxes as box_utils
+from mrcnn import network_io
+from mrcnn.errors import ConfigError, OutputPathError
+
+__all__ = ["FORMATS", "export_model", "build_serving_archive", "convert_to_tflite"]
+
+FORMATS = ("saved_model", "tflite")
+
+
+def export_model(model, path, format="saved_model", class_names=None):
+    """Write `model` (a ``MaskRCNN`` in inference mode) to `path` for serving.
+
+    format: "saved_model" (a folder) or "tflite" (one file).
+    class_names: names indexed by class id (default "BG", "class_1", ...).
+    Returns `path`. The output appears atomically: written next to `path`
+    under a temporary name, then renamed.
+    """
+    if format not in FORMATS:
+        raise ValueError(f"export format must be one of {FORMATS}, not {format!r}")
+    if model.mode != "inference":
+        raise RuntimeError(f"export() needs a model built in 'inference' mode, this one is {model.mode!r}")
+    config = model.config
+    _check_exportable(config)
+    names = list(class_names) if class_names is not None else (
+        ["BG"] + [f"class_{i}" for i in range(1, config.NUM_CLASSES)])
+    if len(names) != config.NUM_CLASSES:
+        raise ConfigError(f"export: {len(names)} class names for NUM_CLASSES={config.NUM_CLASSES}")
+    path = os.path.abspath(os.fspath(path))
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        raise OutputPathError(f"export: output folder {parent} does not exist")
+    _check_replaceable(path, format)
+    work = tempfile.mkdtemp(prefix=".export-", dir=parent)
+    try:
+        saved_model_dir = os.path.join(work, "saved_model")
+        build_serving_archive(model.keras_model, config, names).write_out(
+            saved_model_dir, verbose=False)
+        result = saved_model_dir
+        if format == "tflite":
+            result = os.path.join(work, "model.tflite")
+            convert_to_tflite(saved_model_dir, result)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path)
+        os.replace(result, path)
+    except OSError as err:
+        raise OutputPathError(f"export: cannot write {path}: {err}") from err
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return path
+
+
+def _check_replaceable(path, format):
+    """An existing `path` is replaced only if it is an earlier export of the same kind."""
+    if not os.path.exists(path):
+        return
+    earlier_export = (os.path.isfile(os.path.join(path, "saved_model.pb")) if format == "saved_model"
+                      else os.path.isfile(path))
+    if not earlier_export:
+        raise OutputPathError(f"export: {path} exists and is not a {format} export; "
+                              f"give a new path")
+
+
+def _check_exportable(config):
+    if config.IMAGE_RESIZE_MODE != "square":
+        raise ConfigError(f"export: IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r}; the serving "
+                          f"graph implements 'square' only (fixed input size, fixed anchors)")
+    if int(config.IMAGE_CHANNEL_COUNT) != 3:
+        raise ConfigError(f"export: IMAGE_CHANNEL_COUNT={config.IMAGE_CHANNEL_COUNT}; the serving "
+                          f"signature takes RGB images [H, W, 3]")
+
+
+def convert_to_tflite(saved_model_dir, tflite_path):
+    """Convert a SavedModel written by `export_model` into a TFLite file.
+
+    Ops without a TFLite builtin (NMS with padding, crop-and-resize, ...) run
+    through TF-Select, so the interpreter needs the Flex delegate (bundled with
+    the full ``tensorflow`` pip package's ``tf.lite.Interpreter``).
+    """
+    import tensorflow as tf
+
+    converter = tf.lite.TFLiteConverter.from_saved_model(
+        saved_model_dir, signature_keys=["serving_default"])
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
+                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    with open(tflite_path, "wb") as f:
+        f.write(converter.convert())
+    return tflite_path
+
+
+def build_serving_archive(keras_model, config, class_names):
+    """A ``keras.export.ExportArchive`` holding the model's variables and the
+    ``serving_default`` and ``class_names`` endpoints."""
+    import keras
+    import tensorflow as tf
+
+    constants = _ServingConstants(config)
+    names = tf.constant(list(class_names))
+
+    def serve(image):
+        return _detect_one(keras_model, constants, image)
+
+    archive = keras.export.ExportArchive()
+    archive.track(keras_model)
+    archive.add_endpoint("serving_default", serve,
+                         input_signature=[tf.TensorSpec([None, None, None], tf.uint8, name="image")])
+    archive.add_endpoint("class_names", lambda: {"class_names": names}, input_signature=[])
+    return archive
+
+
+class _ServingConstants:
+    """The config values the serving graph needs, as plain numbers/arrays.
+
+    In "square" mode every molded image is IMAGE_MAX_DIM square, so the anchors
+    are one fixed array: a constant of the exported graph (not a layer config).
+    """
+
+    def __init__(self, config):
+        self.min_dim = config.IMAGE_MIN_DIM or 0
+        self.max_dim = int(config.IMAGE_MAX_DIM)
+        self.min_scale = config.IMAGE_MIN_SCALE or 0
+        self.mean_pixel = np.asarray(config.MEAN_PIXEL, dtype=np.float32)
+        self.num_classes = int(config.NUM_CLASSES)
+        shape = (self.max_dim, self.max_dim)
+        pixel_anchors = network_io.anchors_for_shape(config, shape)
+        self.anchors = box_utils.norm_boxes(pixel_anchors, shape).astype(np.float32)
+
+
+def _detect_one(keras_model, constants, image):
+    """uint8 [H, W, C] -> detect()'s dict for that image, all in-graph."""
+    import tensorflow as tf
+
+    image = _to_rgb(image)
+    original_shape = tf.shape(image)
+    molded, window, scale = _mold(image, constants)
+    size = constants.max_dim
+    meta = tf.concat([
+        tf.zeros([1], tf.float64), tf.cast(original_shape, tf.float64),
+        tf.constant([size, size, 3], tf.float64), tf.cast(window, tf.float64), scale[None],
+        tf.zeros([constants.num_classes], tf.float64)], axis=0)
+    outputs = keras_model([molded[None], tf.cast(meta, tf.float32)[None],
+                           tf.constant(constants.anchors)[None]], training=False)
+    detections, mrcnn_mask = outputs[0][0], outputs[3][0]
+    return _unmold(detections, mrcnn_mask, original_shape, window, size)
+
+
+def _to_rgb(image):
+    """``images.to_rgb`` in-graph: 1 (gray) or 2 (gray + alpha) channels -> gray
+    repeated three times; 3 (RGB) or 4 (RGBA) -> the first three. Other counts fail
+    with an InvalidArgument error."""
+    import tensorflow as tf
+
+    channels = tf.shape(image)[2]
+    tf.debugging.assert_less_equal(channels, 4, message="image must have 1, 2, 3 or 4 channels")
+    rgb = tf.cond(channels < 3, lambda: tf.tile(image[:, :, :1], [1, 1, 3]), lambda: image[:, :, :3])
+    return tf.ensure_shape(rgb, [None, None, 3])
+
+
+def _mold(image, constants):
+    """Matterport's "square" resize (skimage's bilinear, rounded to uint8; an
+    identity when the scale is 1), centred zero padding to IMAGE_MAX_DIM, minus MEAN_PIXEL.
+
+    Returns molded float32 [S, S, 3], window int32 (y1, x1, y2, x2), scale float64.
+    """
+    import tensorflow as tf
+
+    h = tf.cast(tf.shape(image)[0], tf.float64)
+    w = tf.cast(tf.shape(image)[1], tf.float64)
+    # images._choose_scale, in float64 like Python's floats.
+    scale = tf.maximum(tf.constant(1.0, tf.float64), constants.min_dim / tf.minimum(h, w))
+    scale = tf.maximum(scale, tf.constant(float(constants.min_scale), tf.float64))
+    long_side = tf.maximum(h, w)
+    scale = tf.where(tf.round(long_side * scale) > constants.max_dim,
+                     constants.max_dim / long_side, scale)
+    new_h = tf.cast(tf.round(h * scale), tf.int32)
+    new_w = tf.cast(tf.round(w * scale), tf.int32)
+    resized = _resize_bilinear(tf.cast(image, tf.float64), new_h, new_w)
+    resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.float32)
+    top = (constants.max_dim - new_h) // 2
+    left = (constants.max_dim - new_w) // 2
+    padded = tf.pad(resized, [[top, constants.max_dim - new_h - top],
+                              [left, constants.max_dim - new_w - left], [0, 0]])
+    molded = tf.ensure_shape(padded - constants.mean_pixel, [constants.max_dim, constants.max_dim, 3])
+    window = tf.stack([top, left, top + new_h, left + new_w])
+    return molded, window, scale
+
+
+def _interpolation_matrix(positions, valid, in_size):
+    """Bilinear weights [..., out, in_size] sampling a signal of `in_size` samples
+    at float `positions` [..., out]; taps outside the signal count as zero (skimage's
+    mode="constant", i.e. scipy's "grid-constant"). Rows where `valid` is False are zero.
+    """
+    import tensorflow as tf
+
+    low = tf.floor(positions)
+    frac = positions - low
+    low = tf.cast(low, tf.int32)
+    weights = (tf.one_hot(low, in_size, dtype=positions.dtype) * (1.0 - frac)[..., None]
+               + tf.one_hot(low + 1, in_size, dtype=positions.dtype) * frac[..., None])
+    return weights * tf.cast(valid, positions.dtype)[..., None]
+
+
+def _grid_positions(out_size, in_size, dtype):
+    """Sample positions of skimage/scipy's grid-mode zoom: pixel centres mapped."""
+    import tensorflow as tf
+
+    out = tf.cast(tf.range(out_size), dtype)
+    return (out + 0.5) * (tf.cast(in_size, dtype) / tf.cast(out_size, dtype)) - 0.5
+
+
+def _resize_bilinear(image, new_h, new_w):
+    """float64 [H, W, C] -> [new_h, new_w, C], as ``skimage.transform.resize``
+    (order=1, mode="constant", anti_aliasing=False)."""
+    import tensorflow as tf
+
+    h, w = tf.shape(image)[0], tf.shape(image)[1]
+    rows = _interpolation_matrix(_grid_positions(new_h, h, tf.float64),
+                                 tf.ones([new_h], tf.bool), h)
+    cols = _interpolation_matrix(_grid_positions(new_w, w, tf.float64),
+                                 tf.ones([new_w], tf.bool), w)
+    return tf.einsum("yh,hwc,xw->yxc", rows, image, cols)
+
+
+def _unmold(detections, mrcnn_mask, original_shape, window, size):
+    """``network_io.unmold_detections`` in-graph: keep the rows before the first
+    zero class id, map boxes to original pixels, drop empty boxes, paste masks."""
+    import tensorflow as tf
+
+    class_ids = tf.cast(detections[:, 4], tf.int32)
+    rows = tf.range(tf.shape(detections)[0])
+    count = tf.reduce_min(tf.where(tf.equal(class_ids, 0), rows, tf.shape(detections)[0]))
+    detections = tf.cast(detections[:count], tf.float64)
+    class_ids = class_ids[:count]
+    boxes = _window_to_original(detections[:, :4], window, size, original_shape)
+    keep = tf.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[:, 0]
+    boxes = tf.gather(boxes, keep)
+    class_ids = tf.gather(class_ids, keep)
+    scores = tf.cast(tf.gather(detections[:, 5], keep), tf.float32)
+    masks = tf.gather(mrcnn_mask[:count], keep)  # [n, h, w, num_classes]
+    masks = tf.gather(tf.transpose(masks, [0, 3, 1, 2]), class_ids, axis=1, batch_dims=1)
+    full = _paste_masks(tf.cast(masks, tf.float64), boxes, original_shape[0], original_shape[1])
+    return {"rois": tf.cast(boxes, tf.int32), "class_ids": class_ids, "scores": scores,
+            "masks": tf.transpose(full, [1, 2, 0])}
+
+
+def _window_to_original(boxes, window, size, original_shape):
+    """``network_io.window_to_original`` (norm_boxes / denorm_boxes) in float64."""
+    import tensorflow as tf
+
+    window = tf.cast(window, tf.float64)
+    shift_one = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
+    wy1, wx1, wy2, wx2 = tf.unstack((window - shift_one) / (size - 1.0))
+    shift = tf.stack([wy1, wx1, wy1, wx1])
+    extent = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
+    hw = tf.cast(original_shape[:2], tf.float64)
+    return tf.round((boxes - shift) / extent * (tf.tile(hw, [2]) - 1.0) + shift_one)
+
+
+def _paste_masks(masks, boxes, height, width):
+    """``masks.unmold_mask`` for every detection: each [h, w] mask resized to its
+    pixel box (skimage bilinear), thresholded at 0.5, pasted into [n, H, W] bool."""
+    import tensorflow as tf
+
+    mask_h, mask_w = tf.shape(masks)[1], tf.shape(masks)[2]
+
+    def axis_weights(start, stop, length, in_size):
+        pixel = tf.cast(tf.range(length), tf.float64)[None]  # [1, length]
+        extent = (stop - start)[:, None]
+        positions = (pixel - start[:, None] + 0.5) * (tf.cast(in_size, tf.float64) / extent) - 0.5
+        inside = (pixel >= start[:, None]) & (pixel < stop[:, None])
+        return _interpolation_matrix(tf.where(inside, positions, 0.0), inside, in_size)
+
+    rows = axis_weights(boxes[:, 0], boxes[:, 2], height, mask_h)  # [n, H, h]
+    cols = axis_weights(boxes[:, 1], boxes[:, 3], width, mask_w)  # [n, W, w]
+    # Rows/columns outside the box have zero weights, so the paste is zero there.
+    return tf.einsum("nyh,nhw,nxw->nyx", rows, masks, cols) >= 0.5

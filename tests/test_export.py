@@ -1,0 +1,307 @@
+"""Export for serving: a whole-model `.keras` round trip, the SavedModel's
+`serving_default` against `detect()` (in a process that cannot import mrcnn),
+its in-graph molding and mask pasting against the host-side numpy code, TFLite."""
+
+import json
+import os
+import subprocess
+import sys
+import types
+import zipfile
+
+import keras
+import numpy as np
+import pytest
+
+from mrcnn import export as exporter
+from mrcnn import masks as mask_utils
+from mrcnn import network_io
+from mrcnn.config import Config
+from mrcnn.errors import ConfigError, OutputPathError
+from mrcnn.images import read_image
+from mrcnn.model import MaskRCNN
+
+# ../shared next to the checkout (or next to its parent, for a git worktree under it).
+TEST_IMAGES = next(
+    (path for path in (os.path.join(os.path.dirname(__file__), *[".."] * up, "shared", "data",
+                                    "tinyvoc", "test_images") for up in (2, 3))
+     if os.path.isdir(path)), "")
+CLASS_NAMES = ["BG", "circle", "square"]
+
+# Runs first in every serving subprocess: mrcnn cannot be imported there at all.
+NO_MRCNN = """
+import sys
+class _NoMrcnn:
+    def find_spec(self, name, path=None, target=None):
+        if name == "mrcnn" or name.startswith("mrcnn."):
+            raise ImportError("the serving process must not import mrcnn")
+sys.meta_path.insert(0, _NoMrcnn())
+sys.path = [p for p in sys.path if not __import__("os").path.isdir(p + "/mrcnn")]
+"""
+
+
+class ExportConfig(Config):
+    NAME = "export"
+    NUM_CLASSES = 3
+    BACKBONE = "resnet50"
+    IMAGES_PER_GPU = 1
+    IMAGE_MIN_DIM = 128
+    IMAGE_MAX_DIM = 128
+    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
+    PRE_NMS_LIMIT = 500
+    POST_NMS_ROIS_INFERENCE = 50
+    DETECTION_MAX_INSTANCES = 5
+    # Random weights: a zero threshold keeps detections non-empty.
+    DETECTION_MIN_CONFIDENCE = 0.0
+
+
+def run_python(code, isolated):
+    """Runs `code` in a fresh interpreter; isolated=True blocks every mrcnn import."""
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+    prefix = NO_MRCNN if isolated else f"import sys; sys.path.insert(0, {REPO!r})\n"
+    done = subprocess.run([sys.executable, "-I", "-c", prefix + code], capture_output=True,
+                          text=True, env=env, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
+
+
+REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+
+
+@pytest.fixture(scope="module")
+def model(tmp_path_factory):
+    keras.utils.set_random_seed(3)
+    return MaskRCNN("inference", ExportConfig(), str(tmp_path_factory.mktemp("logs")))
+
+
+@pytest.fixture(scope="module")
+def images():
+    """Up to 3 real images, a synthetic RGB one, a gray [H, W, 1] and an RGBA one."""
+    rng = np.random.default_rng(0)
+    found = sorted(os.listdir(TEST_IMAGES))[:3] if os.path.isdir(TEST_IMAGES) else []
+    real = [read_image(os.path.join(TEST_IMAGES, name)) for name in found]
+    synthetic = rng.integers(0, 256, (90, 140, 3), dtype=np.uint8)
+    synthetic[20:60, 30:100] = (200, 40, 40)
+    gray = rng.integers(0, 256, (150, 110, 1), dtype=np.uint8)
+    rgba = rng.integers(0, 256, (70, 200, 4), dtype=np.uint8)
+    return real + [synthetic, gray, rgba]
+
+
+@pytest.fixture(scope="module")
+def saved_model(model, tmp_path_factory):
+    return model.export(str(tmp_path_factory.mktemp("export") / "saved_model"),
+                        class_names=CLASS_NAMES)
+
+
+def serve_in_fresh_process(saved_model_dir, images, tmp_path):
+    """Runs serving_default on each image where mrcnn cannot be imported."""
+    inputs, outputs = str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")
+    np.savez(inputs, *images)
+    run_python(f"""
+import numpy as np, tensorflow as tf
+loaded = tf.saved_model.load({saved_model_dir!r})
+serve = loaded.signatures["serving_default"]
+images = np.load({inputs!r})
+out = {{}}
+for i in range(len(images.files)):
+    for key, value in serve(image=tf.constant(images[f"arr_{{i}}"])).items():
+        out[f"{{i}}/{{key}}"] = value.numpy()
+out["class_names"] = loaded.signatures["class_names"]()["class_names"].numpy().astype(str)
+assert not any(name.split(".")[0] == "mrcnn" for name in sys.modules)
+np.savez({outputs!r}, **out)
+""", isolated=True)
+    return np.load(outputs)
+
+
+def assert_same_detections(expected, served, min_mask_iou=0.99):
+    np.testing.assert_array_equal(served["rois"], expected["rois"])
+    np.testing.assert_array_equal(served["class_ids"], expected["class_ids"])
+    np.testing.assert_allclose(served["scores"], expected["scores"], atol=1e-4, rtol=0)
+    assert served["rois"].dtype == np.int32 and served["class_ids"].dtype == np.int32
+    assert served["masks"].shape == expected["masks"].shape
+    for i in range(expected["masks"].shape[-1]):
+        a, b = expected["masks"][..., i], served["masks"][..., i].astype(bool)
+        union = np.logical_or(a, b).sum()
+        iou = np.logical_and(a, b).sum() / union if union else 1.0
+        assert iou >= min_mask_iou, f"mask {i}: IoU {iou:.4f}"
+
+
+def test_saved_model_serving_default_matches_detect(model, images, saved_model, tmp_path):
+    expected = model.detect(images)
+    served = serve_in_fresh_process(saved_model, images, tmp_path)
+    assert list(served["class_names"]) == CLASS_NAMES
+    assert sum(len(r["scores"]) for r in expected) > 0
+    for i, result in enumerate(expected):
+        assert len(result["scores"]) <= ExportConfig.DETECTION_MAX_INSTANCES
+        assert_same_detections(result, {key: served[f"{i}/{key}"] for key in result})
+
+
+@pytest.mark.parametrize("shape", [(90, 140), (128, 128), (40, 300), (300, 100), (61, 61)])
+def test_in_graph_molding_matches_mold_inputs(shape):
+    """Square mode: downscaling, no scaling (scale 1), upscaling by IMAGE_MIN_DIM."""
+    import tensorflow as tf
+
+    class Upscaling(ExportConfig):
+        IMAGE_MIN_DIM = 100
+    rng = np.random.default_rng(sum(shape))
+    image = rng.integers(0, 256, shape + (3,), dtype=np.uint8)
+    for config in (ExportConfig(), Upscaling()):
+        molded, metas, windows = network_io.mold_inputs([image], config)
+        ours, window, scale = exporter._mold(tf.constant(image), exporter._ServingConstants(config))
+        np.testing.assert_array_equal(window.numpy(), windows[0])
+        assert scale.numpy() == pytest.approx(metas[0, 11], rel=1e-6)
+        # Equal up to rounding ties (x.5 after interpolation), which scipy's and
+        # our summation order can round to neighbouring uint8 levels.
+        difference = np.abs(ours.numpy() - molded[0])
+        assert difference.max() <= 1.0 + 1e-4
+        assert np.mean(difference > 1e-4) < 1e-3
+
+
+def test_in_graph_mask_pasting_matches_unmold_mask():
+    import tensorflow as tf
+
+    rng = np.random.default_rng(7)
+    height, width = 75, 130
+    boxes = np.array([[0, 0, 75, 130], [10, 20, 11, 21], [5, 100, 70, 130], [30, 3, 33, 90],
+                      [0, 64, 41, 65]], dtype=np.float64)
+    masks = rng.random((len(boxes), 28, 28))
+    pasted = exporter._paste_masks(tf.constant(masks), tf.constant(boxes), height, width).numpy()
+    for i, box in enumerate(boxes):
+        expected = mask_utils.unmold_mask(masks[i].astype(np.float32), box, (height, width))
+        assert expected.any()
+        np.testing.assert_array_equal(pasted[i], expected)
+
+
+def test_keras_file_reloads_in_fresh_process_without_unsafe_mode(model, tmp_path):
+    path = str(tmp_path / "model.keras")
+    model.keras_model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        config = json.loads(archive.read("config.json"))
+    assert not _long_lists(config), "an array (e.g. anchors) is stored in a layer config"
+
+    molded, metas, _ = network_io.mold_inputs([np.full((100, 120, 3), 90, np.uint8)], model.config)
+    anchors = model.get_anchors(molded.shape[1:3])[None]
+    inputs, outputs = str(tmp_path / "inputs.npz"), str(tmp_path / "outputs.npz")
+    np.savez(inputs, image=molded, meta=metas, anchors=anchors)
+    expected = model.keras_model.predict_on_batch([molded, metas, anchors])
+    run_python(f"""
+import keras, numpy as np
+import mrcnn.model  # registers the custom layers
+model = keras.models.load_model({path!r})
+data = np.load({inputs!r})
+out = model.predict_on_batch([data["image"], data["meta"], data["anchors"]])
+np.savez({outputs!r}, detections=out[0], masks=out[3])
+""", isolated=False)
+    reloaded = np.load(outputs)
+    np.testing.assert_allclose(reloaded["detections"], expected[0], rtol=0, atol=1e-6)
+    np.testing.assert_allclose(reloaded["masks"], expected[3], rtol=0, atol=1e-6)
+
+
+def test_training_model_keras_file_round_trip(tmp_path):
+    class Training(ExportConfig):
+        POST_NMS_ROIS_TRAINING = 100
+        TRAIN_ROIS_PER_IMAGE = 32
+    model = MaskRCNN("training", Training(), str(tmp_path / "logs"))
+    path = str(tmp_path / "training.keras")
+    model.keras_model.save(path)
+    with zipfile.ZipFile(path) as archive:
+        assert not _long_lists(json.loads(archive.read("config.json")))
+    reloaded = keras.models.load_model(path)
+    assert type(reloaded) is type(model.keras_model)
+    assert reloaded.loss_weights_by_name == model.keras_model.loss_weights_by_name
+    assert reloaded.weight_decay == Training.WEIGHT_DECAY
+    np.testing.assert_array_equal(reloaded.get_layer("anchors").value,
+                                  model.get_anchors(model.config.IMAGE_SHAPE))
+    for name in ("conv1", "mrcnn_mask", "rpn_model"):
+        for ours, theirs in zip(model.keras_model.get_layer(name).get_weights(),
+                                reloaded.get_layer(name).get_weights()):
+            np.testing.assert_array_equal(ours, theirs)
+
+
+def _long_lists(node, limit=64):
+    """Whether a JSON tree holds a numeric array (list of numbers, nested or not)
+    of more than `limit` numbers."""
+    if isinstance(node, dict):
+        return any(_long_lists(v, limit) for v in node.values())
+    if isinstance(node, list):
+        flat = np.asarray(node, dtype=object).ravel() if node else []
+        numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in flat)
+        if numeric and len(flat) > limit:
+            return True
+        return any(_long_lists(v, limit) for v in node)
+    return False
+
+
+def test_numeric_array_check_finds_an_anchor_array():
+    assert _long_lists({"config": {"value": np.zeros((100, 4)).tolist()}})
+    assert not _long_lists({"layers": [{"name": str(i), "shape": [None, 4]} for i in range(500)]})
+
+
+def test_export_rejects_what_the_serving_graph_cannot_do(model, tmp_path):
+    class Pad64(ExportConfig):
+        IMAGE_RESIZE_MODE = "pad64"
+    pad64 = types.SimpleNamespace(mode="inference", config=Pad64(), keras_model=model.keras_model)
+    with pytest.raises(ConfigError, match="IMAGE_RESIZE_MODE"):
+        exporter.export_model(pad64, str(tmp_path / "x"))
+    with pytest.raises(ConfigError, match="class names"):
+        model.export(str(tmp_path / "x"), class_names=["BG"])
+    with pytest.raises(OutputPathError, match="does not exist"):
+        model.export(str(tmp_path / "missing" / "x"))
+    with pytest.raises(ValueError, match="format"):
+        model.export(str(tmp_path / "x"), format="onnx")
+
+
+def test_tflite_export_converts_and_reproduces_detections_where_flex_runs(model, images, tmp_path):
+    """The TFLite file needs TF-Select (Flex) ops (CropAndResize of ROI Align, NMS,
+    float64 pre/post-processing). TensorFlow 2.21's tf.lite.Interpreter has no Flex
+    delegate linked, so running it is skipped there, with the interpreter's error."""
+    import tensorflow as tf
+
+    path = model.export(str(tmp_path / "model.tflite"), format="tflite", class_names=CLASS_NAMES)
+    with open(path, "rb") as f:
+        assert f.read(8)[4:8] == b"TFL3"  # the flatbuffer identifier of a TFLite model
+    interpreter = tf.lite.Interpreter(model_path=path)
+    signature = interpreter.get_signature_list()["serving_default"]
+    assert signature["inputs"] == ["image"]
+    assert sorted(signature["outputs"]) == ["class_ids", "masks", "rois", "scores"]
+    run = interpreter.get_signature_runner("serving_default")
+    try:
+        first = run(image=images[0])
+    except RuntimeError as err:
+        if "Flex delegate" not in str(err):
+            raise
+        pytest.skip(f"this tf.lite.Interpreter cannot run TF-Select ops: {str(err)[:160]}")
+    expected = model.detect(images)
+    matched = total = 0
+    for i, result in enumerate(expected):
+        served = first if i == 0 else run(image=images[i])
+        total += len(result["scores"])
+        for box, class_id in zip(result["rois"], result["class_ids"]):
+            matched += any((box == b).all() and class_id == c
+                           for b, c in zip(served["rois"], served["class_ids"]))
+    assert total and matched >= 0.95 * total
+
+
+def test_tinyvoc_export_command_writes_a_saved_model_with_the_voc_names(tmp_path, capsys):
+    import tensorflow as tf
+
+    from samples.synthetic_tinyvoc import VOC_CLASSES
+    from samples.tinyvoc import main
+
+    out = tmp_path / "exported" / "tinyvoc"
+    main(["export", "--weights", "none", "--image-size", "128", "--backbone", "resnet50",
+          "--logs", str(tmp_path / "logs"), "--out", str(out)])
+    assert f"to {out}" in capsys.readouterr().out
+    loaded = tf.saved_model.load(str(out))
+    names = loaded.signatures["class_names"]()["class_names"].numpy().astype(str)
+    assert list(names) == ["BG"] + list(VOC_CLASSES)
+    result = loaded.signatures["serving_default"](image=tf.zeros([50, 70, 3], tf.uint8))
+    assert result["masks"].shape[:2] == (50, 70)
+    assert result["rois"].shape[0] == result["masks"].shape[2] == result["scores"].shape[0]
+
+    not_an_export = tmp_path / "notes"
+    not_an_export.mkdir()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["export", "--weights", "none", "--out", str(not_an_export)])
+    assert exit_info.value.code == 2
+    assert "not a SavedModel folder" in capsys.readouterr().err
