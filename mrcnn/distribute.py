@@ -20,6 +20,7 @@ import re
 
 import tensorflow as tf
 
+from mrcnn import graph_ops
 from mrcnn.errors import ConfigError
 
 __all__ = ["choose_strategy", "default_strategy", "config_for_strategy", "is_chief", "worker_count",
@@ -106,7 +107,7 @@ def is_chief(strategy):
 
 def spans_workers(strategy):
     """True when `strategy`'s replicas live in several processes."""
-    return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+    return graph_ops.replicas_span_workers(strategy)
 
 
 class WorkerLostError(RuntimeError):

@@ -202,8 +202,10 @@ def replica_sum(values):
     return context.all_reduce(tf.distribute.ReduceOp.SUM, values)
 
 
-def replicas_span_workers():
-    """True when the current strategy's replicas live in several processes
-    (``MultiWorkerMirroredStrategy`` with more than one worker)."""
-    strategy = tf.distribute.get_strategy()
+def replicas_span_workers(strategy=None):
+    """True when the replicas of `strategy` (default: the current one) live in
+    several processes (``MultiWorkerMirroredStrategy`` with more than one worker)."""
+    strategy = strategy or tf.distribute.get_strategy()
+    if strategy.num_replicas_in_sync == 1:
+        return False  # the default strategy has no worker_devices
     return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)

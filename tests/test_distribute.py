@@ -209,3 +209,11 @@ def test_tinyvoc_train_with_more_gpus_than_visible_is_one_line_error(tmp_path):
     assert len(errors) == 1 and "Traceback" not in result.stderr, result.stderr[-3000:]
     assert f"GPU_COUNT = {gpus}" in errors[0] and "GPU(s)" in errors[0]
     assert not os.path.exists(tmp_path / "logs") or not os.listdir(tmp_path / "logs")
+
+
+def test_a_lost_peer_error_outside_multi_worker_runs_is_left_alone():
+    error = tf.errors.UnavailableError(None, None, "peer gone")
+    with pytest.raises(tf.errors.UnavailableError):
+        with distribute.stop_on_lost_worker(tf.distribute.get_strategy(), "/logs"):
+            raise error
+    assert not distribute.spans_workers(tf.distribute.get_strategy())
