@@ -18,13 +18,14 @@ import logging
 import os
 import re
 
+import numpy as np
 import tensorflow as tf
 
 from mrcnn import graph_ops
 from mrcnn.errors import ConfigError
 
 __all__ = ["choose_strategy", "default_strategy", "config_for_strategy", "is_chief", "worker_count",
-           "spans_workers", "stop_on_lost_worker", "WorkerLostError", "COLLECTIVE_TIMEOUT_S"]
+           "spans_workers", "shared_seed", "stop_on_lost_worker", "WorkerLostError", "COLLECTIVE_TIMEOUT_S"]
 
 log = logging.getLogger("mrcnn")
 
@@ -108,6 +109,23 @@ def is_chief(strategy):
 def spans_workers(strategy):
     """True when `strategy`'s replicas live in several processes."""
     return graph_ops.replicas_span_workers(strategy)
+
+
+def shared_seed(strategy):
+    """A fresh random seed that every process of a multi-worker `strategy` gets
+    alike (the chief's draw, through one all-reduce), so their data generators
+    shuffle alike and each worker's share of a global batch holds other images;
+    None when `strategy` runs in one process."""
+    if not spans_workers(strategy):
+        return None
+    draw = int(np.random.SeedSequence().entropy % 2**40) if is_chief(strategy) else 0
+
+    @tf.function
+    def agree():
+        per_replica = strategy.run(lambda: tf.constant(draw, tf.int64))
+        return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
+
+    return int(agree().numpy())
 
 
 class WorkerLostError(RuntimeError):

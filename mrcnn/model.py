@@ -234,6 +234,8 @@ class MaskRCNN(MatterportCompat):
         workers = workers if workers is not None else max(1, min(4, (os.cpu_count() or 1)))
         loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers),
                       seed=None if seed is None else training.seed_run(self.keras_model, seed, self.epoch))
+        if seed is None:  # several workers must still shuffle alike
+            loader["seed"] = distribute.shared_seed(self.strategy)
         skip_empty = not config.TRAIN_IMAGES_WITHOUT_INSTANCES
         train_gen = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
                                   no_augmentation_sources=no_augmentation_sources, skip_empty=skip_empty,

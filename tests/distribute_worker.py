@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 
+from mrcnn import distribute
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
 from samples.shapes import ShapesDataset
@@ -37,6 +38,7 @@ def main(model_dir, out, epochs, weights="none"):
     dataset.prepare()
     model = MaskRCNN("training", WorkerConfig(), model_dir)  # TF_CONFIG -> MWMS
     model.load_named_weights(weights)
+    print(f"shared_seed={distribute.shared_seed(model.strategy)}", flush=True)
     print(f"replicas={model.strategy.num_replicas_in_sync} batch={model.config.BATCH_SIZE} "
           f"start_epoch={model.epoch}", flush=True)
     model.train(dataset, None, learning_rate=0.01, epochs=int(epochs), layers="heads",

@@ -5,6 +5,7 @@ subprocesses, so this process' TensorFlow devices stay as they are)."""
 
 import json
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -139,6 +140,10 @@ def test_two_workers_train_in_step_and_only_the_chief_writes(tmp_path):
     model_dir.mkdir()
     trained = _run_workers(model_dir, tmp_path, epochs=3)
     assert "replicas=2 batch=2 start_epoch=0" in (tmp_path / "worker1.log").read_text()
+    # The data generators of both workers shuffle from the same seed.
+    seeds = [re.search(r"shared_seed=(\d+)", (tmp_path / f"worker{i}.log").read_text())
+             for i in (0, 1)]
+    assert all(seeds) and seeds[0].group(1) == seeds[1].group(1)
     files = _files(model_dir)
     runs = {path.split(os.sep)[0] for path in files}
     assert len(runs) == 1, files
