@@ -63,6 +63,9 @@ class CocoMAPCallback(keras.callbacks.Callback):
     Adds ``val_<type>_<stat>`` for type in bbox, segm and stat in AP, AP50, AP75.
     """
 
+    # Under tf.distribute only the chief evaluates and writes (training.worker_callbacks).
+    chief_only = True
+
     def __init__(self, training_model, inference_model, dataset, limit=20, every=1,
                  keep_best=False, monitor="val_segm_AP"):
         super().__init__()

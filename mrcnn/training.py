@@ -348,5 +348,7 @@ def training_callbacks(log_dir, name, keras_model, extra=None):
 
 
 def worker_callbacks(extra=None):
-    """The callbacks of a worker that is not the chief: nothing that writes files."""
-    return [keras.callbacks.TerminateOnNaN()] + list(extra or [])
+    """The callbacks of a worker that is not the chief: nothing that writes files
+    (the caller's callbacks less those marked ``chief_only``)."""
+    return [keras.callbacks.TerminateOnNaN()] + [
+        callback for callback in extra or [] if not getattr(callback, "chief_only", False)]

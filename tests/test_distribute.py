@@ -222,3 +222,18 @@ def test_a_lost_peer_error_outside_multi_worker_runs_is_left_alone():
         with distribute.stop_on_lost_worker(tf.distribute.get_strategy(), "/logs"):
             raise error
     assert not distribute.spans_workers(tf.distribute.get_strategy())
+
+
+def test_workers_other_than_the_chief_get_no_writing_callbacks():
+    import keras
+    from mrcnn.callbacks import CocoMAPCallback
+
+    class Mine(keras.callbacks.Callback):
+        pass
+
+    mine = Mine()
+    writer = CocoMAPCallback.__new__(CocoMAPCallback)  # only its class flag matters here
+    chosen = training.worker_callbacks([mine, writer])
+    assert mine in chosen and writer not in chosen
+    assert not any(isinstance(c, (keras.callbacks.TensorBoard, keras.callbacks.CSVLogger,
+                                  training.AtomicCheckpoint)) for c in chosen)
