@@ -284,7 +284,8 @@ def _unknown_category_annotation(template, ann_id):
     return ann
 
 
-def _count(minimum):
+def int_at_least(minimum):
+    """argparse type: an integer >= minimum (one definition for the samples' parsers)."""
     def parse(text):
         value = int(text)
         if value < minimum:
@@ -296,10 +297,10 @@ def _count(minimum):
 def add_synth_arguments(parser):
     """The options of the synthetic writer, shared with ``tinyvoc.py synth``."""
     parser.add_argument("folder")
-    parser.add_argument("--train", type=_count(1), default=12, help="training images (default 12)")
-    parser.add_argument("--test", type=_count(0), default=4, help="test images (default 4)")
+    parser.add_argument("--train", type=int_at_least(1), default=12, help="training images (default 12)")
+    parser.add_argument("--test", type=int_at_least(0), default=4, help="test images (default 4)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--size", type=_count(64), nargs=2, default=(128, 160), metavar=("H", "W"),
+    parser.add_argument("--size", type=int_at_least(64), nargs=2, default=(128, 160), metavar=("H", "W"),
                         help="height and width of even-indexed images; odd ones are W x H "
                              "(default 128 160; shapes are 20-50 px, at most half the image)")
     parser.add_argument("--no-defects", action="store_true",

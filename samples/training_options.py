@@ -5,9 +5,8 @@ a training seed and per-epoch COCO mAP (used by ``samples/tinyvoc.py train``).
 - ``schedule_overrides(args)``: the Config attributes they set.
 - ``map_callbacks(args, model, val, inference_config)``: the mAP callback they ask for.
 """
-import argparse
-
 from mrcnn.errors import ConfigError
+from samples.synthetic_tinyvoc import int_at_least
 
 __all__ = ["add_training_options", "schedule_overrides", "map_callbacks"]
 
@@ -15,18 +14,18 @@ __all__ = ["add_training_options", "schedule_overrides", "map_callbacks"]
 def add_training_options(parser):
     """Adds --warmup-steps, --lr-schedule, --lr-steps, --lr-drop, --train-rois, --train-seed,
     --epoch-map and --keep-best to an argparse (sub)parser."""
-    parser.add_argument("--warmup-steps", type=_count(0), default=None, metavar="N",
+    parser.add_argument("--warmup-steps", type=int_at_least(0), default=None, metavar="N",
                         help="linear learning-rate warm-up over the run's first N steps "
                              "(config LEARNING_RATE_WARMUP_STEPS, default 0)")
     parser.add_argument("--lr-schedule", choices=("constant", "step", "cosine"), default=None,
                         help="constant, step (x --lr-drop after each --lr-steps epoch) or cosine "
                              "(to 0 at the end of each stage) (config LR_SCHEDULE, default constant)")
-    parser.add_argument("--lr-steps", type=_count(1), nargs="+", default=None, metavar="EPOCH",
+    parser.add_argument("--lr-steps", type=int_at_least(1), nargs="+", default=None, metavar="EPOCH",
                         help="epochs (counted over the whole run) after which the step "
                              "schedule drops the rate (config LR_STEPS)")
     parser.add_argument("--lr-drop", type=float, default=None,
                         help="factor of each step drop (config LR_DROP, default 0.1)")
-    parser.add_argument("--train-rois", type=_count(1), default=None, metavar="N",
+    parser.add_argument("--train-rois", type=int_at_least(1), default=None, metavar="N",
                         help="ROIs sampled per image to train the heads (config "
                              "TRAIN_ROIS_PER_IMAGE). Fewer make steps cheaper: the mask head "
                              "runs on every positive ROI, up to a third of them")
@@ -34,7 +33,7 @@ def add_training_options(parser):
                         help="make training repeatable: data order, augmentation, ROI sampling "
                              "and deterministic TensorFlow kernels (default: random; --seed "
                              "only fixes the train/val split)")
-    parser.add_argument("--epoch-map", type=_count(0), default=0, metavar="N",
+    parser.add_argument("--epoch-map", type=int_at_least(0), default=0, metavar="N",
                         help="after each epoch, COCO bbox/segm mAP of the first N validation "
                              "images, as val_*_AP* columns of training_log.csv and in "
                              "TensorBoard (default 0: off)")
@@ -71,11 +70,3 @@ def map_callbacks(args, model, val, inference_config):
     inference = MaskRCNN("inference", inference_config, args.logs)
     return [CocoMAPCallback(model, inference, val, limit=args.epoch_map, keep_best=args.keep_best)]
 
-
-def _count(minimum):
-    def parse(text):
-        value = int(text)
-        if value < minimum:
-            raise argparse.ArgumentTypeError(f"must be an integer >= {minimum}, got {text}")
-        return value
-    return parse
