@@ -139,11 +139,13 @@ class TrainingGraph(keras.Model):
     def metrics(self):
         return super().metrics + list(self.loss_trackers.values())
 
-    def train_step(self, data):
-        return _logs_for_worker_reduction(super().train_step(data))
+    # (self, data) under TensorFlow, (self, state, data) under JAX, whose result
+    # is (logs, state) and never spans workers.
+    def train_step(self, *args):
+        return _logs_for_worker_reduction(super().train_step(*args))
 
-    def test_step(self, data):
-        return _logs_for_worker_reduction(super().test_step(data))
+    def test_step(self, *args):
+        return _logs_for_worker_reduction(super().test_step(*args))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under tf.distribute, Keras' TensorFlow trainer averages the replicas' first
