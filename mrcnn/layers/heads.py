@@ -10,6 +10,7 @@ import keras
 from keras import layers, ops
 
 from mrcnn.layers.backbone import BatchNorm, _check_train_bn
+from mrcnn.layers.upsample import PatchDeconv2D
 
 # The heads' output layers (logits, softmax, box deltas, mask sigmoid) compute in
 # float32 under any mixed-precision policy: they are cheap, and scores, deltas and
@@ -149,8 +150,7 @@ def mask_head(pooled, num_classes, train_bn=False):
     for i in range(1, 5):
         x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}",
                           frozen, "same")
-    x = layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu",
-                               name="mrcnn_mask_deconv")(x)
+    x = PatchDeconv2D(256, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = layers.Conv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask",
                       dtype=OUTPUT_DTYPE)(x)
     return SplitRoiDim(name="mrcnn_mask_split_rois", dtype=OUTPUT_DTYPE)([x, pooled])
