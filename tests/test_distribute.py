@@ -97,16 +97,22 @@ def test_tf_config_workers_and_errors():
         distribute.worker_count({"TF_CONFIG": "{cluster"})
 
 
-def test_two_replicas_train_as_one_device_with_the_global_batch():
-    """Two logical CPUs under MirroredStrategy with 1 image each vs one device with
-    2 images (frozen BatchNorm, ROI sampling from the same seed state, clipping
-    active): same first-step losses and the same updated weights. Runs in its own
-    process: the CPU must be split before TensorFlow initialises its devices."""
+@pytest.fixture(scope="module")
+def mirrored_report():
+    """tests/distribute_mirrored_check.py's report. It runs in its own process: the
+    CPU must be split before TensorFlow initialises its devices."""
     env = dict(os.environ, PYTHONPATH=ROOT, TF_CPP_MIN_LOG_LEVEL="2")
     result = subprocess.run([sys.executable, os.path.join(ROOT, "tests", "distribute_mirrored_check.py")],
                             cwd=ROOT, env=env, capture_output=True, text=True, timeout=1200)
     assert result.returncode == 0, result.stderr[-3000:]
-    report = json.loads(result.stdout.strip().splitlines()[-1])
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def test_two_replicas_train_as_one_device_with_the_global_batch(mirrored_report):
+    """Two logical CPUs under MirroredStrategy with 1 image each vs one device with
+    2 images (frozen BatchNorm, ROI sampling from the same seed state, clipping
+    active): same first-step losses and the same updated weights."""
+    report = mirrored_report
     assert report["replicas"] == 2 and report["mirrored_batch_size"] == 2
     single, mirrored = report["single"], report["mirrored"]
     assert set(single) == set(mirrored) and "mrcnn_mask_loss" in single
@@ -117,6 +123,18 @@ def test_two_replicas_train_as_one_device_with_the_global_batch():
     # summed twice, an L2 term added per replica or per-replica clipping shows.
     assert report["weights_moved"] > 1e-4
     assert report["weight_diff"] <= 1e-5
+
+
+def test_two_replicas_train_a_step_in_mixed_bfloat16(mirrored_report):
+    """Config.PRECISION = "mixed_bfloat16" under the same MirroredStrategy: the
+    convolutions compute in bfloat16, the step's losses are finite and positive
+    and it moves the (float32) weights to finite values."""
+    mixed = mirrored_report["mixed_bfloat16"]
+    assert mixed["compute_dtype"] == "bfloat16"
+    assert set(mixed["losses"]) == set(mirrored_report["mirrored"])
+    for name, value in mixed["losses"].items():
+        assert np.isfinite(value) and value > 0, (name, value)
+    assert mixed["weights_finite"] and mixed["weights_moved"] > 1e-4
 
 
 # --- MultiWorkerMirroredStrategy: two processes on 127.0.0.1 -------------------------
