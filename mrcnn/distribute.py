@@ -1,14 +1,24 @@
-"""Which ``tf.distribute`` strategy trains a model, and which process writes the run folder.
+"""Which ``tf.distribute`` strategy trains a model, who reads which images, and
+which process writes the run folder.
 
 With TensorFlow's graph ops (``graph_ops``), the package's one other
 backend-specific module: another backend would choose its devices here only.
 
 Semantics (``MaskRCNN(..., strategy=...)``): ``IMAGES_PER_GPU`` images per replica,
-``BATCH_SIZE = IMAGES_PER_GPU * replicas in sync`` (the data generator yields global
-batches, Keras splits them over the replicas); the losses are means over the global
+``BATCH_SIZE = IMAGES_PER_GPU * replicas in sync`` (replicas: ``GPU_COUNT`` per
+worker, times the workers of ``TF_CONFIG``); the losses are means over the global
 batch (``losses._masked_mean``), the gradients are summed over the replicas before
 L2 and clipping (``training.SGDWithL2``); trained BatchNorm normalises per replica;
 the learning rate is not rescaled. Only the chief writes checkpoints and logs.
+
+Data: every process's ``DataGenerator`` visits the images in the same order (one
+seed, `shared_seed`), so a step's global batch is the same set of images in all
+of them. In one process the generator reads the whole global batch and Keras
+splits it over the local replicas (`batches_for_fit`). Across workers, replica r
+(over all workers) of a step gets images ``r*k .. r*k + k - 1`` of the global
+batch, k = ``BATCH_SIZE / replicas in sync``, and each worker reads only its own
+replicas' images (`sharded_batches`); an image the generator replaces (unreadable,
+or empty with ``skip_empty``) is replaced by the next of the epoch order.
 """
 
 import contextlib
