@@ -65,11 +65,10 @@ def test_gpu_count_under_tf_config_counts_gpus_per_worker():
     gpus = len(tf.config.list_physical_devices("GPU"))
     config = type("WorkerGPUs", (OneGPU,), {"GPU_COUNT": gpus + 2})()
     with pytest.raises(ConfigError, match=rf"GPU_COUNT = {gpus + 2}, but TensorFlow sees {gpus} "
-                                          rf"GPU\(s\) on this worker"):
+                                          rf"GPU\(s\) on this worker") as error:
         distribute.choose_strategy(config, environ={"TF_CONFIG": json.dumps(TWO_WORKERS)})
     if not gpus:
-        with pytest.raises(ConfigError, match=r"set GPU_COUNT = 1 \(a worker without GPUs trains on its CPU"):
-            distribute.choose_strategy(config, environ={"TF_CONFIG": json.dumps(TWO_WORKERS)})
+        assert "set GPU_COUNT = 1 (a worker without GPUs trains on its CPU" in str(error.value)
     no_task = {"cluster": TWO_WORKERS["cluster"]}
     with pytest.raises(ConfigError, match="TF_CONFIG needs a task"):
         distribute.choose_strategy(OneGPU(), environ={"TF_CONFIG": json.dumps(no_task)})
