@@ -136,6 +136,26 @@ def test_two_replicas_train_a_step_in_mixed_bfloat16(mirrored_report):
     assert mixed["weights_finite"] and mixed["weights_moved"] > 1e-4
 
 
+def test_sharded_batches_in_one_process_are_the_generator_batches_across_epochs():
+    """One process, one replica: step s of `sharded_batches` is batch s % steps of
+    epoch s // steps of the generator (three steps cross an epoch boundary)."""
+    from samples.shapes import ShapesDataset
+
+    worker = _worker_module()
+    dataset = worker.shapes(ShapesDataset())
+    config = type("TwoImages", (worker.WorkerConfig,), {"IMAGES_PER_GPU": 2})()
+    strategy = tf.distribute.get_strategy()
+    batches = iter(distribute.sharded_batches(strategy, DataGenerator(dataset, config, seed=9, steps=2)))
+    reference = DataGenerator(dataset, config, seed=9, steps=2)
+    for step in range(3):
+        if step == 2:
+            reference.on_epoch_end()
+        expected, got = reference[step % 2], next(batches)
+        for name, rows in expected.items():
+            np.testing.assert_array_equal(got[name].numpy(), rows, err_msg=f"{name}, step {step}")
+    assert distribute.batches_for_fit(strategy, reference, 1) is reference
+
+
 # --- MultiWorkerMirroredStrategy: two processes on 127.0.0.1 -------------------------
 
 WORKER = os.path.join(ROOT, "tests", "distribute_worker.py")
