@@ -7,6 +7,7 @@ Log folders and checkpoint names follow Matterport, so `find_last()` and
 """
 
 import datetime
+import importlib.util
 import logging
 import os
 import re
@@ -339,11 +340,14 @@ def training_callbacks(log_dir, name, keras_model, extra=None):
     CSV log and a NaN stop. The caller's callbacks run before TensorBoard and the CSV
     log, so values they add to an epoch's logs (``callbacks.CocoMAPCallback``'s AP) are
     recorded by both."""
+    # Keras writes TensorBoard logs with TensorFlow's summary writer, on any backend;
+    # a JAX-only install keeps the CSV log.
+    tensorboard = ([keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False)]
+                   if importlib.util.find_spec("tensorflow") is not None else [])
     return [
         AtomicCheckpoint(log_dir, name, keras_model),
         LearningRateLogger(),
-    ] + list(extra or []) + [
-        keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
+    ] + list(extra or []) + tensorboard + [
         keras.callbacks.CSVLogger(os.path.join(log_dir, "training_log.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
     ]
