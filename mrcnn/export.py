@@ -7,8 +7,13 @@
   original pixels, ``class_ids`` int32 [N], ``scores`` float32 [N], ``masks`` bool
   [H, W, N]). Resizing, molding, the image meta, the anchors and the mask pasting
   all happen inside the graph, so it loads with ``tf.saved_model.load`` in a
-  process that never imports ``mrcnn`` (or in TF Serving). A second signature,
-  ``class_names``, returns the class names (index = class id).
+  process that never imports ``mrcnn`` (or in TF Serving). ``serving_batch``
+  takes uint8 ``[B, H, W, C]`` (B images of one size), runs them as one network
+  batch and returns each image's results padded to M = DETECTION_MAX_INSTANCES:
+  ``rois`` [B, M, 4], ``class_ids`` [B, M] (0 marks padding), ``scores`` [B, M],
+  ``masks`` [B, H, W, M] and ``count`` [B] (real detections come first).
+  ``class_names`` returns the class names (index = class id). The model's
+  ``Config.PRECISION`` is kept; the signatures' dtypes do not depend on it.
 - ``export_model(model, path, "tflite")``: that SavedModel converted by
   ``tf.lite.TFLiteConverter`` (TF-Select ops where TFLite has no builtin).
 
@@ -129,6 +134,9 @@ def build_serving_archive(keras_model, config, class_names):
     archive.track(keras_model)
     archive.add_endpoint("serving_default", serve,
                          input_signature=[tf.TensorSpec([None, None, None], tf.uint8, name="image")])
+    archive.add_endpoint("serving_batch", lambda images: _detect_batch(keras_model, constants, images),
+                         input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8,
+                                                        name="images")])
     archive.add_endpoint("class_names", lambda: {"class_names": names}, input_signature=[])
     return archive
 
@@ -146,13 +154,15 @@ class _ServingConstants:
         self.min_scale = config.IMAGE_MIN_SCALE or 0
         self.mean_pixel = np.asarray(config.MEAN_PIXEL, dtype=np.float32)
         self.num_classes = int(config.NUM_CLASSES)
+        self.max_instances = int(config.DETECTION_MAX_INSTANCES)
         shape = (self.max_dim, self.max_dim)
         pixel_anchors = network_io.anchors_for_shape(config, shape)
         self.anchors = box_utils.norm_boxes(pixel_anchors, shape).astype(np.float32)
 
 
-def _detect_one(keras_model, constants, image):
-    """uint8 [H, W, C] -> detect()'s dict for that image, all in-graph."""
+def _network_inputs(image, constants):
+    """uint8 [H, W, C] -> the network's molded image [S, S, 3], image meta [META]
+    (``images.compose_image_meta``, image id 0) and window, plus the RGB image's shape."""
     import tensorflow as tf
 
     image = _to_rgb(image)
@@ -163,10 +173,56 @@ def _detect_one(keras_model, constants, image):
         tf.zeros([1], tf.float64), tf.cast(original_shape, tf.float64),
         tf.constant([size, size, 3], tf.float64), tf.cast(window, tf.float64), scale[None],
         tf.zeros([constants.num_classes], tf.float64)], axis=0)
-    outputs = keras_model([molded[None], tf.cast(meta, tf.float32)[None],
-                           tf.constant(constants.anchors)[None]], training=False)
-    detections, mrcnn_mask = outputs[0][0], outputs[3][0]
-    return _unmold(detections, mrcnn_mask, original_shape, window, size)
+    return molded, tf.cast(meta, tf.float32), window, original_shape
+
+
+def _run_network(keras_model, constants, molded, metas):
+    """The inference graph on a batch: detections [B, M, 6] and masks [B, M, h, w, classes]."""
+    import tensorflow as tf
+
+    anchors = tf.tile(tf.constant(constants.anchors)[None], [tf.shape(molded)[0], 1, 1])
+    outputs = keras_model([molded, metas, anchors], training=False)
+    return outputs[0], outputs[3]
+
+
+def _detect_one(keras_model, constants, image):
+    """uint8 [H, W, C] -> detect()'s dict for that image, all in-graph."""
+    molded, meta, window, original_shape = _network_inputs(image, constants)
+    detections, mrcnn_mask = _run_network(keras_model, constants, molded[None], meta[None])
+    return _unmold(detections[0], mrcnn_mask[0], original_shape, window, constants.max_dim)
+
+
+def _detect_batch(keras_model, constants, images):
+    """uint8 [B, H, W, C] (one size) -> detect()'s results for each image, run as one
+    network batch and padded to M = DETECTION_MAX_INSTANCES: ``rois`` [B, M, 4],
+    ``class_ids`` [B, M] (0 = padding), ``scores`` [B, M], ``masks`` [B, H, W, M] and
+    ``count`` [B], the number of real detections (first in each row)."""
+    import tensorflow as tf
+
+    molded, metas, windows, shapes = tf.map_fn(
+        lambda image: _network_inputs(image, constants), images,
+        fn_output_signature=(tf.float32, tf.float32, tf.int32, tf.int32))
+    detections, mrcnn_mask = _run_network(keras_model, constants, molded, metas)
+    limit = constants.max_instances
+
+    def unmold_padded(args):
+        result = _unmold(*args, constants.max_dim)
+        pad = limit - tf.shape(result["scores"])[0]
+        return {"rois": tf.pad(result["rois"], [[0, pad], [0, 0]]),
+                "class_ids": tf.pad(result["class_ids"], [[0, pad]]),
+                "scores": tf.pad(result["scores"], [[0, pad]]),
+                "masks": tf.pad(result["masks"], [[0, 0], [0, 0], [0, pad]]),
+                "count": limit - pad}
+
+    signature = {"rois": tf.TensorSpec([limit, 4], tf.int32),
+                 "class_ids": tf.TensorSpec([limit], tf.int32),
+                 "scores": tf.TensorSpec([limit], tf.float32),
+                 "masks": tf.TensorSpec([None, None, limit], tf.bool),
+                 "count": tf.TensorSpec([], tf.int32)}
+    padded = tf.map_fn(unmold_padded, (detections, mrcnn_mask, shapes, windows),
+                       fn_output_signature=signature)
+    padded["masks"] = tf.ensure_shape(padded["masks"], [None, None, None, limit])
+    return padded
 
 
 def _to_rgb(image):

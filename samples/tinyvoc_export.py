@@ -4,6 +4,10 @@ detect()'s results out; ``class_names``: the VOC names) or a TFLite file.
 
     python samples/tinyvoc.py export --weights=last --out=exported/tinyvoc
     python samples/tinyvoc.py export --weights=run.h5 --out=tinyvoc.tflite --format=tflite
+    python samples/tinyvoc.py export --weights=last --out=exported/bf16 --precision=mixed_bfloat16
+
+--precision (shared with the other commands) builds the exported graph under that Keras
+dtype policy; the signatures' inputs and outputs keep their dtypes.
 """
 import os
 
@@ -42,5 +46,5 @@ def cmd_export(args, inference_model):
     model, weights = inference_model(args)
     path = model.export(out, format=args.format, class_names=["BG"] + list(VOC_CLASSES))
     print(f"Exported {weights or 'the untrained model (--weights none)'} as {args.format} "
-          f"to {path}")
+          f"({model.config.PRECISION}) to {path}")
     return path
