@@ -16,6 +16,8 @@
   ``Config.PRECISION`` is kept; the signatures' dtypes do not depend on it.
 - ``export_model(model, path, "tflite")``: that SavedModel converted by
   ``tf.lite.TFLiteConverter`` (TF-Select ops where TFLite has no builtin).
+- ``export_model(model, path, "onnx")``: ``serving_default``'s graph converted by
+  tf2onnx (an optional dependency), for ONNX Runtime; float32 models only.
 
 This is the one module besides ``graph_ops`` that calls ``tf.*``: SavedModel and
 TFLite are TensorFlow formats, so there is nothing backend-neutral to write.
@@ -33,15 +35,16 @@ from mrcnn import boxes as box_utils
 from mrcnn import network_io
 from mrcnn.errors import ConfigError, OutputPathError
 
-__all__ = ["FORMATS", "export_model", "build_serving_archive", "convert_to_tflite"]
+__all__ = ["FORMATS", "export_model", "build_serving_archive", "convert_to_tflite",
+           "convert_to_onnx"]
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
 
 
 def export_model(model, path, format="saved_model", class_names=None):
     """Write `model` (a ``MaskRCNN`` in inference mode) to `path` for serving.
 
-    format: "saved_model" (a folder) or "tflite" (one file).
+    format: "saved_model" (a folder), "tflite" or "onnx" (one file).
     class_names: names indexed by class id (default "BG", "class_1", ...).
     Returns `path`. The output appears atomically: written next to `path`
     under a temporary name, then renamed.
@@ -51,7 +54,7 @@ def export_model(model, path, format="saved_model", class_names=None):
     if model.mode != "inference":
         raise RuntimeError(f"export() needs a model built in 'inference' mode, this one is {model.mode!r}")
     config = model.config
-    _check_exportable(config)
+    _check_exportable(config, format)
     names = list(class_names) if class_names is not None else (
         ["BG"] + [f"class_{i}" for i in range(1, config.NUM_CLASSES)])
     if len(names) != config.NUM_CLASSES:
@@ -63,13 +66,15 @@ def export_model(model, path, format="saved_model", class_names=None):
     _check_replaceable(path, format)
     work = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        saved_model_dir = os.path.join(work, "saved_model")
-        build_serving_archive(model.keras_model, config, names).write_out(
-            saved_model_dir, verbose=False)
-        result = saved_model_dir
+        if format == "onnx":
+            result = convert_to_onnx(model.keras_model, config, names,
+                                     os.path.join(work, "model.onnx"))
+        else:
+            result = os.path.join(work, "saved_model")
+            build_serving_archive(model.keras_model, config, names).write_out(
+                result, verbose=False)
         if format == "tflite":
-            result = os.path.join(work, "model.tflite")
-            convert_to_tflite(saved_model_dir, result)
+            result = convert_to_tflite(result, os.path.join(work, "model.tflite"))
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         os.replace(result, path)
@@ -91,7 +96,12 @@ def _check_replaceable(path, format):
                               f"give a new path")
 
 
-def _check_exportable(config):
+def _check_exportable(config, format):
+    if format == "onnx":
+        if config.PRECISION != "float32":
+            raise ConfigError(f"export: PRECISION={config.PRECISION!r}; the ONNX export is "
+                              f"float32 only (as Keras' own ONNX export)")
+        _import_tf2onnx()  # fail before any work when the converter is missing
     if config.IMAGE_RESIZE_MODE != "square":
         raise ConfigError(f"export: IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r}; the serving "
                           f"graph implements 'square' only (fixed input size, fixed anchors)")
@@ -116,6 +126,67 @@ def convert_to_tflite(saved_model_dir, tflite_path):
     with open(tflite_path, "wb") as f:
         f.write(converter.convert())
     return tflite_path
+
+
+def _import_tf2onnx():
+    try:
+        import tf2onnx
+    except ImportError as err:
+        raise ImportError("export format 'onnx' needs the tf2onnx package "
+                          "(pip install tf2onnx onnxruntime)") from err
+    return tf2onnx
+
+
+def convert_to_onnx(keras_model, config, class_names, onnx_path):
+    """``serving_default``'s graph (one uint8 image ``image`` [H, W, C] in; ``rois``,
+    ``class_ids``, ``scores``, ``masks`` out) as an ONNX model, opset 18, by tf2onnx.
+    The class names travel as the model's metadata ``class_names`` (a JSON list)."""
+    import json
+
+    import tensorflow as tf
+    tf2onnx = _import_tf2onnx()
+
+    constants = _ServingConstants(config)
+    signature = [tf.TensorSpec([None, None, None], tf.uint8, name="image")]
+    serve = tf.function(lambda image: _detect_one(keras_model, constants, image),
+                        input_signature=signature)
+    # opset 18 is the first with BitwiseAnd, part of Keras' float argmax (see below).
+    model_proto, _ = tf2onnx.convert.from_function(
+        serve, input_signature=signature, opset=18,
+        custom_op_handlers={"Bitcast": (_sign_bit_of_float, [])})
+    entry = model_proto.metadata_props.add()
+    entry.key, entry.value = "class_names", json.dumps(list(class_names))
+    with open(onnx_path, "wb") as f:
+        f.write(model_proto.SerializeToString())
+    return onnx_path
+
+
+def _sign_bit_of_float(ctx, node, name, args):
+    """tf2onnx handler for the one Bitcast in the graph: Keras' TF ``ops.argmax``
+    tests for -0.0 with ``bitwise_and(bitcast(x, int32), INT32_MIN) < 0`` (its
+    ``signbit``), and ONNX opset 18 has no bitcast. Only the sign bit is read there,
+    so the bitcast becomes ``INT32_MIN if 1 / x < 0 else 0`` (1 / -0.0 = -inf), which
+    gives the same result; any other use of Bitcast is refused."""
+    from tf2onnx import utils
+
+    sign_mask = np.iinfo(np.int32).min
+    for consumer in ctx.find_output_consumers(node.output[0]):
+        masks = [inp for inp in consumer.inputs if inp is not None and inp.is_const()]
+        if consumer.type != "BitwiseAnd" or not any(
+                np.all(m.get_tensor_value(as_list=False) == sign_mask) for m in masks):
+            raise NotImplementedError(f"ONNX export: Bitcast {name} feeds {consumer.type} "
+                                      f"{consumer.name}, not a sign-bit test")
+
+    def const(label, value):
+        return ctx.make_const(utils.make_name(f"{name}_{label}"), value).output[0]
+
+    reciprocal = ctx.make_node("Div", [const("one", np.array(1, np.float32)), node.input[0]])
+    negative = ctx.make_node("Less", [reciprocal.output[0], const("zero", np.array(0, np.float32))])
+    node.type = "Where"
+    for attribute in list(node.attr):
+        del node.attr[attribute]
+    ctx.replace_inputs(node, [negative.output[0], const("sign", np.array(sign_mask, np.int32)),
+                              const("none", np.array(0, np.int32))])
 
 
 def build_serving_archive(keras_model, config, class_names):
@@ -276,8 +347,14 @@ def _interpolation_matrix(positions, valid, in_size):
     low = tf.floor(positions)
     frac = positions - low
     low = tf.cast(low, tf.int32)
-    weights = (tf.one_hot(low, in_size, dtype=positions.dtype) * (1.0 - frac)[..., None]
-               + tf.one_hot(low + 1, in_size, dtype=positions.dtype) * frac[..., None])
+    taps = tf.range(in_size)
+
+    def one_hot(index):
+        # tf.one_hot, written as a comparison: ONNX converters need OneHot's depth
+        # as a constant and its indices 1-D, and here both are neither.
+        return tf.cast(tf.equal(index[..., None], taps), positions.dtype)
+
+    weights = one_hot(low) * (1.0 - frac)[..., None] + one_hot(low + 1) * frac[..., None]
     return weights * tf.cast(valid, positions.dtype)[..., None]
 
 

@@ -339,7 +339,48 @@ def test_export_rejects_what_the_serving_graph_cannot_do(model, tmp_path):
     with pytest.raises(OutputPathError, match="does not exist"):
         model.export(str(tmp_path / "missing" / "x"))
     with pytest.raises(ValueError, match="format"):
-        model.export(str(tmp_path / "x"), format="onnx")
+        model.export(str(tmp_path / "x"), format="pb")
+    bfloat16 = types.SimpleNamespace(mode="inference", keras_model=model.keras_model,
+                                     config=type("Bf16", (ExportConfig,),
+                                                 {"PRECISION": "mixed_bfloat16"})())
+    with pytest.raises(ConfigError, match="float32 only"):
+        exporter.export_model(bfloat16, str(tmp_path / "x.onnx"), format="onnx")
+
+
+def test_onnx_export_names_the_missing_converter(model, tmp_path, monkeypatch):
+    monkeypatch.setitem(sys.modules, "tf2onnx", None)  # makes `import tf2onnx` fail
+    with pytest.raises(ImportError, match="pip install tf2onnx"):
+        model.export(str(tmp_path / "model.onnx"), format="onnx")
+    assert not os.path.exists(tmp_path / "model.onnx")
+
+
+def test_onnx_export_reproduces_detect_in_onnx_runtime(model, images, detected, tmp_path):
+    """tf2onnx and onnxruntime are optional (not in requirements): skipped without them."""
+    pytest.importorskip("tf2onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+    path = model.export(str(tmp_path / "model.onnx"), format="onnx", class_names=CLASS_NAMES)
+    session = onnxruntime.InferenceSession(path, providers=["CPUExecutionProvider"])
+    assert json.loads(session.get_modelmeta().custom_metadata_map["class_names"]) == CLASS_NAMES
+    assert [i.name for i in session.get_inputs()] == ["image"]
+    names = [output.name for output in session.get_outputs()]
+
+    def run(image):
+        return dict(zip(names, session.run(None, {"image": image})))
+
+    # Square images (no padding): the same detections as detect().
+    pair = list(square_pair())
+    for image, expected in zip(pair, model.detect(pair)):
+        assert_same_detections(expected, run(image))
+    matched = total = 0
+    for image, expected in zip(images, detected):
+        served = run(image)
+        assert served["masks"].shape[:2] == image.shape[:2] and served["scores"].dtype == np.float32
+        total += len(expected["rois"])
+        matched += sum(any((box == b).all() and class_id == c
+                           for b, c in zip(served["rois"], served["class_ids"]))
+                       for box, class_id in zip(expected["rois"], expected["class_ids"]))
+    print(f"ONNX reproduced {matched} of {total} detections")
+    assert total and matched >= 0.8 * total, f"{matched} of {total}"
 
 
 def test_tflite_export_converts_and_reproduces_detections_where_flex_runs(model, images, tmp_path):
