@@ -224,6 +224,7 @@ def test_mixed_bfloat16_export_keeps_the_contract_and_mostly_agrees(detected, im
                 matched += 1
                 assert abs(out["scores"][best] - result["scores"][row]) < 0.02
         total += len(result["rois"])
+    print(f"mixed_bfloat16 found {matched} of {total} float32 detections")
     assert total and matched >= 0.7 * total, f"{matched} of {total} float32 detections found"
 
 
