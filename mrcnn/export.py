@@ -144,16 +144,12 @@ def convert_to_onnx(keras_model, config, class_names, onnx_path):
     import json
 
     import tensorflow as tf
-    tf2onnx = _import_tf2onnx()
 
     constants = _ServingConstants(config)
     signature = [tf.TensorSpec([None, None, None], tf.uint8, name="image")]
     serve = tf.function(lambda image: _detect_one(keras_model, constants, image),
                         input_signature=signature)
-    # opset 18 is the first with BitwiseAnd, part of Keras' float argmax (see below).
-    model_proto, _ = tf2onnx.convert.from_function(
-        serve, input_signature=signature, opset=18,
-        custom_op_handlers={"Bitcast": (_sign_bit_of_float, [])})
+    model_proto = _function_to_onnx(serve, signature)
     entry = model_proto.metadata_props.add()
     entry.key, entry.value = "class_names", json.dumps(list(class_names))
     with open(onnx_path, "wb") as f:
@@ -161,10 +157,29 @@ def convert_to_onnx(keras_model, config, class_names, onnx_path):
     return onnx_path
 
 
+def _function_to_onnx(function, signature):
+    """tf2onnx's ONNX model (opset 18) of a ``tf.function``. tf2onnx's Python API logs
+    an op it cannot convert and leaves it in the graph, so the result is checked:
+    RuntimeError if an op is not ONNX."""
+    import onnx
+    tf2onnx = _import_tf2onnx()
+
+    # opset 18 is the first with BitwiseAnd, part of Keras' float argmax (see below).
+    model_proto, _ = tf2onnx.convert.from_function(
+        function, input_signature=signature, opset=18,
+        custom_op_handlers={"Bitcast": (_sign_bit_of_float, [])})
+    try:
+        onnx.checker.check_model(model_proto)
+    except onnx.checker.ValidationError as err:
+        raise RuntimeError(f"ONNX export: tf2onnx could not convert the graph (see its log "
+                           f"above): {str(err).strip().splitlines()[0]}") from err
+    return model_proto
+
+
 def _sign_bit_of_float(ctx, node, name, args):
-    """tf2onnx handler for the one Bitcast in the graph: Keras' TF ``ops.argmax``
+    """tf2onnx handler for Bitcast, found only in Keras' TF ``ops.argmax``, which
     tests for -0.0 with ``bitwise_and(bitcast(x, int32), INT32_MIN) < 0`` (its
-    ``signbit``), and ONNX opset 18 has no bitcast. Only the sign bit is read there,
+    ``signbit``); ONNX opset 18 has no bitcast. Only the sign bit is read there,
     so the bitcast becomes ``INT32_MIN if 1 / x < 0 else 0`` (1 / -0.0 = -inf), which
     gives the same result; any other use of Bitcast is refused."""
     from tf2onnx import utils
@@ -290,10 +305,8 @@ def _detect_batch(keras_model, constants, images):
                  "scores": tf.TensorSpec([limit], tf.float32),
                  "masks": tf.TensorSpec([None, None, limit], tf.bool),
                  "count": tf.TensorSpec([], tf.int32)}
-    padded = tf.map_fn(unmold_padded, (detections, mrcnn_mask, shapes, windows),
-                       fn_output_signature=signature)
-    padded["masks"] = tf.ensure_shape(padded["masks"], [None, None, None, limit])
-    return padded
+    return tf.map_fn(unmold_padded, (detections, mrcnn_mask, shapes, windows),
+                     fn_output_signature=signature)
 
 
 def _to_rgb(image):
@@ -350,8 +363,8 @@ def _interpolation_matrix(positions, valid, in_size):
     taps = tf.range(in_size)
 
     def one_hot(index):
-        # tf.one_hot, written as a comparison: ONNX converters need OneHot's depth
-        # as a constant and its indices 1-D, and here both are neither.
+        # tf.one_hot as a comparison: tf2onnx converts OneHot only with a constant
+        # depth and 1-D indices, and here the depth is the image size, the indices 2-D.
         return tf.cast(tf.equal(index[..., None], taps), positions.dtype)
 
     weights = one_hot(low) * (1.0 - frac)[..., None] + one_hot(low + 1) * frac[..., None]

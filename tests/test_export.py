@@ -355,6 +355,28 @@ def test_onnx_export_names_the_missing_converter(model, tmp_path, monkeypatch):
     assert not os.path.exists(tmp_path / "model.onnx")
 
 
+def test_onnx_sign_bit_handler_keeps_keras_argmax_of_negative_zero():
+    """Keras' TF argmax ranks -0.0 below 0.0 (a sign-bit test through Bitcast); the
+    converted graph must too, and a Bitcast used otherwise must be refused."""
+    import tensorflow as tf
+    pytest.importorskip("tf2onnx")
+    onnxruntime = pytest.importorskip("onnxruntime")
+
+    def convert(fn):
+        spec = [tf.TensorSpec([None, 2], tf.float32, name="x")]
+        proto = exporter._function_to_onnx(tf.function(fn, input_signature=spec), spec)
+        return onnxruntime.InferenceSession(proto.SerializeToString(),
+                                            providers=["CPUExecutionProvider"])
+
+    x = np.array([[-0.0, 0.0], [0.0, -0.0], [-1.0, -0.0], [2.0, 3.0], [-0.0, -0.0]], np.float32)
+    expected = keras.ops.convert_to_numpy(keras.ops.argmax(x, axis=-1))
+    np.testing.assert_array_equal(expected, [1, 0, 1, 1, 0])  # -0.0 counts as below 0.0
+    session = convert(lambda t: keras.ops.argmax(t, axis=-1))
+    np.testing.assert_array_equal(session.run(None, {"x": x})[0], expected)
+    with pytest.raises(RuntimeError, match="Bitcast"):  # the handler refused it
+        convert(lambda t: tf.bitcast(t, tf.int32) + 1)
+
+
 def test_onnx_export_reproduces_detect_in_onnx_runtime(model, images, detected, tmp_path):
     """tf2onnx and onnxruntime are optional (not in requirements): skipped without them."""
     pytest.importorskip("tf2onnx")
