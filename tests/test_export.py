@@ -204,6 +204,43 @@ def test_serving_batch_matches_serving_default_per_image(images, served):
         assert not batch["rois"][i, count:].any() and not batch["masks"][i, ..., count:].any()
 
 
+def test_serving_batch_pads_each_images_detections_like_unmold_detections():
+    """serving_batch's unmolding and padding, on crafted network outputs (a stand-in for
+    the network) against the host-side numpy `unmold_detections`: image 0 has three
+    detections, one of them an inverted (empty) box that unmolding drops; image 1 has none."""
+    import tensorflow as tf
+
+    config = ExportConfig()
+    limit = config.DETECTION_MAX_INSTANCES
+    rng = np.random.default_rng(11)
+    detections = np.zeros((2, limit, 6), np.float32)
+    detections[0, :3] = [[0.3, 0.2, 0.6, 0.7, 1, 0.9], [0.25, 0.3, 0.7, 0.5, 2, 0.8],
+                         [0.5, 0.4, 0.4, 0.6, 1, 0.7]]
+    mrcnn_mask = rng.random((2, limit, 28, 28, config.NUM_CLASSES)).astype(np.float32)
+    fed = []
+
+    def network(inputs, training):
+        fed.append([tensor.shape[0] for tensor in inputs])
+        return [tf.constant(detections), None, None, tf.constant(mrcnn_mask)]
+
+    images = rng.integers(0, 256, (2, 90, 140, 3), dtype=np.uint8)
+    out = {key: value.numpy() for key, value in exporter._detect_batch(
+        network, exporter._ServingConstants(config), tf.constant(images)).items()}
+    assert fed == [[2, 2, 2]]  # one network call for the whole batch
+    molded, _, windows = network_io.mold_inputs(list(images), config)
+    assert list(out["count"]) == [2, 0]
+    for i in range(2):
+        rois, class_ids, scores, masks = network_io.unmold_detections(
+            detections[i], mrcnn_mask[i], images[i].shape, molded[i].shape, windows[i])
+        count = out["count"][i]
+        np.testing.assert_array_equal(out["rois"][i, :count], rois)
+        np.testing.assert_array_equal(out["class_ids"][i, :count], class_ids)
+        np.testing.assert_allclose(out["scores"][i, :count], scores, rtol=0, atol=1e-6)
+        np.testing.assert_array_equal(out["masks"][i, ..., :count], masks)
+        assert not out["rois"][i, count:].any() and not out["class_ids"][i, count:].any()
+        assert not out["scores"][i, count:].any() and not out["masks"][i, ..., count:].any()
+
+
 def test_mixed_bfloat16_export_keeps_the_contract_and_mostly_agrees(detected, images, served):
     """Config.PRECISION="mixed_bfloat16": the SavedModel runs without mrcnn, returns the
     same dtypes and shapes as float32, and finds mostly the same detections with close
