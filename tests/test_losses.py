@@ -275,7 +275,8 @@ def test_sgd_with_l2_equals_differentiating_the_regulariser(graph):
         grads = variable_gradients(lambda: data_loss(model), model.trainable_weights)
         optimizer.apply_gradients(zip(grads, model.trainable_weights))
     if graph:
-                step = tf.function(step)
+        import tensorflow as tf
+        step = tf.function(step)
     step()
     for w, e in zip(model.trainable_weights, expected):
         np.testing.assert_allclose(w.numpy(), e, rtol=1e-5, atol=1e-6, err_msg=w.path)
