@@ -146,20 +146,11 @@ def crop_and_resize(image, boxes, box_indices, crop_size, method="bilinear",
 
 
 def pyramid_crop_and_resize(feature_maps, boxes, levels, box_indices, crop_size):
-    """Bilinear crops of each box from the feature map of its level.
+    """Bilinear crops ``[K, ch, cw, C]``, box ``k`` from ``feature_maps[levels[k]]``
+    (arguments as ``portable_ops.pyramid_crop_and_resize``).
 
     Groups the boxes by level (a data-dependent split), runs one
     ``crop_and_resize`` per level and restores the boxes' order.
-
-    Args:
-        feature_maps: list of float ``[B, H_l, W_l, C]``.
-        boxes: float ``[K, 4]`` normalized.
-        levels: int ``[K]`` in ``[0, len(feature_maps))``.
-        box_indices: int ``[K]`` in ``[0, B)``.
-        crop_size: ``(ch, cw)``.
-
-    Returns:
-        float32 ``[K, ch, cw, C]`` in the order of ``boxes``.
     """
     levels = tf.cast(levels, tf.int32)
     pooled, order = [], []
