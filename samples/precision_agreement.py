@@ -36,7 +36,7 @@ from samples.synthetic_tinyvoc import write_synthetic_tinyvoc
 from samples.tinyvoc import TinyVOCConfig, load_subset
 
 __all__ = ["small_backbone", "SMALL_MODEL", "AgreementConfig", "make_config", "write_data",
-           "train_float32", "detect", "compare", "MIN_IOU"]
+           "train_float32", "detect", "above", "compare", "MIN_IOU"]
 
 # A detection is found again by a box of its class overlapping it this much (issue 13).
 MIN_IOU = 0.9
@@ -118,6 +118,18 @@ def detect(checkpoint, config, dataset, model_dir):
     model = MaskRCNN("inference", config, model_dir)
     model.load_weights(checkpoint, by_name=True)
     return [model.detect([dataset.load_image(i)])[0] for i in dataset.image_ids]
+
+
+def above(results, min_confidence):
+    """`results` keeping the detections scored >= `min_confidence`: what detect() returns
+    with that DETECTION_MIN_CONFIDENCE (a lower-scored box never suppresses a higher one
+    in NMS), while fewer than DETECTION_MAX_INSTANCES pass the lower one."""
+    kept = []
+    for result in results:
+        keep = result["scores"] >= min_confidence
+        kept.append(dict(result, rois=result["rois"][keep], class_ids=result["class_ids"][keep],
+                         scores=result["scores"][keep], masks=result["masks"][..., keep]))
+    return kept
 
 
 def compare(reference, other, dataset):
