@@ -16,5 +16,7 @@ setup(
     packages=find_packages(include=["mrcnn", "mrcnn.*"]),
     python_requires=">=3.11",
     install_requires=requirements,
-    extras_require={"test": ["pytest>=9.2", "nbclient>=0.11", "nbformat>=5.11", "ipykernel>=7.4"]},
+    extras_require={"test": ["pytest>=9.2", "nbclient>=0.11", "nbformat>=5.11", "ipykernel>=7.4"],
+                    # MaskRCNN.export(format="onnx") and running its file (tested with these).
+                    "onnx": ["tf2onnx>=1.17.0", "onnxruntime>=1.32.0"]},
 )

@@ -314,8 +314,9 @@ class DataGenerator(keras.utils.PyDataset):
         after a valid header, which only shows when the image is first read) is always
         replaced the same way, counted, named in the log, and not read again
         (``unreadable_image_ids``); the epoch keeps its length. Any other failure raises ``ImageLoadError`` naming the image.
-    seed: makes the order and the random sampling reproducible; each batch draws from
-        its own generator seeded by (seed, epoch, idx), so workers never share a stream.
+    seed: makes the order and the random sampling reproducible; each image of a batch
+        draws from its own generator seeded by (seed, epoch, idx, position), so loader
+        threads never share a stream and ``part`` gives the same rows in any process.
     no_augmentation_sources: sources whose images are never augmented.
     kwargs: passed to ``keras.utils.PyDataset`` (workers, use_multiprocessing,
         max_queue_size). Skip counts are per process when use_multiprocessing=True.
@@ -359,39 +360,59 @@ class DataGenerator(keras.utils.PyDataset):
         self.skipped_image_ids = set()
         self.unreadable_image_ids = set()
         self._lock = threading.Lock()
-        self._order = self._epoch_order()
+        self._orders = {}  # epoch -> image order; the last two epochs are kept
 
     def __len__(self):
         return self.steps or math.ceil(self.dataset.num_images / self.config.BATCH_SIZE)
 
     def on_epoch_end(self):
         self.epoch += 1
-        self._order = self._epoch_order()
 
-    def _epoch_order(self):
+    def _epoch_order(self, epoch):
+        """The image ids of `epoch` in visiting order (a function of seed and epoch
+        only, so every process of a multi-worker run computes the same one)."""
+        with self._lock:
+            if epoch in self._orders:
+                return self._orders[epoch]
         # An epoch of `steps` batches may need several passes over the images
         # (Matterport's epochs are STEPS_PER_EPOCH long whatever the data size):
         # chain that many permutations so every image comes up equally often.
         image_ids = np.array(self.dataset.image_ids)
         passes = max(1, math.ceil(len(self) * self.config.BATCH_SIZE / image_ids.size))
         if not self.shuffle:
-            return np.tile(image_ids, passes)
-        return np.concatenate([np.random.default_rng([self.seed, self.epoch, 0, p]).permutation(image_ids)
-                               for p in range(passes)])
+            order = np.tile(image_ids, passes)
+        else:
+            order = np.concatenate([np.random.default_rng([self.seed, epoch, 0, p]).permutation(image_ids)
+                                    for p in range(passes)])
+        with self._lock:
+            self._orders = {e: o for e, o in self._orders.items() if e == epoch - 1}
+            self._orders[epoch] = order
+        return order
 
     def __getitem__(self, idx):
+        return self.part(self.epoch, idx, 0, self.config.BATCH_SIZE)
+
+    def part(self, epoch, idx, start, count):
+        """Images ``start .. start + count - 1`` of batch `idx` of `epoch`, collated
+        like a batch (``generator[idx]`` is the whole batch of the current epoch).
+        Each image's random draws are seeded by (seed, epoch, idx, position), so a
+        part equals the same rows of the whole batch, whichever process loads it."""
         if not 0 <= idx < len(self):
             raise IndexError(f"DataGenerator: batch {idx} out of range (0..{len(self) - 1})")
-        rng = np.random.default_rng([self.seed, self.epoch, 1, idx])
-        batch_size = self.config.BATCH_SIZE
-        samples = [self._sample_at(idx * batch_size + k, rng) for k in range(batch_size)]
+        if not (count >= 1 and 0 <= start and start + count <= self.config.BATCH_SIZE):
+            raise IndexError(f"DataGenerator: images {start}..{start + count - 1} are not in a batch "
+                             f"of {self.config.BATCH_SIZE} (BATCH_SIZE)")
+        order = self._epoch_order(epoch)
+        samples = [self._sample_at(order, idx * self.config.BATCH_SIZE + k,
+                                   np.random.default_rng([self.seed, epoch, 1, idx, k]))
+                   for k in range(start, start + count)]
         return self._collate(samples)
 
-    def _sample_at(self, position, rng):
-        """The sample at ``position`` of the epoch order, or the next usable one."""
-        num_images = len(self._order)
+    def _sample_at(self, order, position, rng):
+        """The sample at ``position`` of the epoch `order`, or the next usable one."""
+        num_images = len(order)
         for step in range(num_images):
-            image_id = int(self._order[(position + step) % num_images])
+            image_id = int(order[(position + step) % num_images])
             if image_id in self.unreadable_image_ids:
                 self._note_skipped(image_id, "unreadable")
                 continue
@@ -447,24 +468,31 @@ class DataGenerator(keras.utils.PyDataset):
         except Exception:  # a broken image_reference must not hide the real error
             return repr(self.dataset.image_info[image_id].get("path"))
 
-    def _collate(self, samples):
+    def batch_signature(self, count):
+        """{input name: (shape, numpy dtype)} of `count` collated images."""
         config = self.config
-        batch_size, max_gt = len(samples), config.MAX_GT_INSTANCES
-        mask_shape = tuple(config.GT_MASK_SHAPE)
-        gt_class_ids = np.zeros([batch_size, max_gt], dtype=np.int32)
-        gt_boxes = np.zeros([batch_size, max_gt, 4], dtype=np.float32)
-        gt_masks = np.zeros((batch_size,) + mask_shape + (max_gt,), dtype=bool)
+        max_gt = config.MAX_GT_INSTANCES
+        return {
+            "input_image": ((count,) + self.image_shape, np.float32),
+            "input_image_meta": ((count, config.IMAGE_META_SIZE), np.float32),
+            "input_rpn_match": ((count, len(self.anchors), 1), np.int32),
+            "input_rpn_bbox": ((count, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4), np.float32),
+            "input_gt_class_ids": ((count, max_gt), np.int32),
+            "input_gt_boxes": ((count, max_gt, 4), np.float32),
+            "input_gt_masks": ((count,) + tuple(config.GT_MASK_SHAPE) + (max_gt,), bool),
+        }
+
+    def _collate(self, samples):
+        # Ground truth is zero padded up to MAX_GT_INSTANCES.
+        batch = {name: np.zeros(shape, dtype)
+                 for name, (shape, dtype) in self.batch_signature(len(samples)).items()}
         for b, sample in enumerate(samples):
             n = sample.class_ids.size
-            gt_class_ids[b, :n] = sample.class_ids
-            gt_boxes[b, :n] = sample.boxes
-            gt_masks[b, :, :, :n] = sample.masks
-        return {
-            "input_image": np.stack([mold_image(s.image, config.MEAN_PIXEL) for s in samples]),
-            "input_image_meta": np.stack([s.meta for s in samples]).astype(np.float32),
-            "input_rpn_match": np.stack([s.rpn_match for s in samples])[:, :, np.newaxis],
-            "input_rpn_bbox": np.stack([s.rpn_bbox for s in samples]),
-            "input_gt_class_ids": gt_class_ids,
-            "input_gt_boxes": gt_boxes,
-            "input_gt_masks": gt_masks,
-        }
+            batch["input_image"][b] = mold_image(sample.image, self.config.MEAN_PIXEL)
+            batch["input_image_meta"][b] = sample.meta
+            batch["input_rpn_match"][b, :, 0] = sample.rpn_match
+            batch["input_rpn_bbox"][b] = sample.rpn_bbox
+            batch["input_gt_class_ids"][b, :n] = sample.class_ids
+            batch["input_gt_boxes"][b, :n] = sample.boxes
+            batch["input_gt_masks"][b, :, :, :n] = sample.masks
+        return batch

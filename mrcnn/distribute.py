@@ -1,14 +1,24 @@
-"""Which ``tf.distribute`` strategy trains a model, and which process writes the run folder.
+"""Which ``tf.distribute`` strategy trains a model, who reads which images, and
+which process writes the run folder.
 
 With TensorFlow's graph ops (``graph_ops``), the package's one other
 backend-specific module: another backend would choose its devices here only.
 
 Semantics (``MaskRCNN(..., strategy=...)``): ``IMAGES_PER_GPU`` images per replica,
-``BATCH_SIZE = IMAGES_PER_GPU * replicas in sync`` (the data generator yields global
-batches, Keras splits them over the replicas); the losses are means over the global
+``BATCH_SIZE = IMAGES_PER_GPU * replicas in sync`` (replicas: ``GPU_COUNT`` per
+worker, times the workers of ``TF_CONFIG``); the losses are means over the global
 batch (``losses._masked_mean``), the gradients are summed over the replicas before
 L2 and clipping (``training.SGDWithL2``); trained BatchNorm normalises per replica;
 the learning rate is not rescaled. Only the chief writes checkpoints and logs.
+
+Data: every process's ``DataGenerator`` visits the images in the same order (one
+seed, `shared_seed`), so a step's global batch is the same set of images in all
+of them. In one process the generator reads the whole global batch and Keras
+splits it over the local replicas (`batches_for_fit`). Across workers, replica r
+(over all workers) of a step gets images ``r*k .. r*k + k - 1`` of the global
+batch, k = ``BATCH_SIZE / replicas in sync``, and each worker reads only its own
+replicas' images (`sharded_batches`); an image the generator replaces (unreadable,
+or empty with ``skip_empty``) is replaced by the next of the epoch order.
 """
 
 import contextlib
@@ -25,7 +35,8 @@ from mrcnn import graph_ops
 from mrcnn.errors import ConfigError
 
 __all__ = ["choose_strategy", "default_strategy", "config_for_strategy", "is_chief", "worker_count",
-           "spans_workers", "shared_seed", "stop_on_lost_worker", "WorkerLostError", "COLLECTIVE_TIMEOUT_S"]
+           "spans_workers", "shared_seed", "batches_for_fit", "sharded_batches",
+           "stop_on_lost_worker", "WorkerLostError", "COLLECTIVE_TIMEOUT_S"]
 
 log = logging.getLogger("mrcnn")
 
@@ -58,28 +69,56 @@ def choose_strategy(config, strategy=None, environ=None):
     """The strategy that trains a model of `config`.
 
     An explicit `strategy` (any ``tf.distribute.Strategy``) wins; then a ``TF_CONFIG``
-    with more than one worker -> ``MultiWorkerMirroredStrategy``; then
-    ``GPU_COUNT > 1`` -> ``MirroredStrategy`` over the first ``GPU_COUNT`` visible
-    GPUs (``ConfigError`` when there are fewer); else the default strategy (one
-    device).
+    with more than one worker -> ``MultiWorkerMirroredStrategy`` over the first
+    ``GPU_COUNT`` GPUs of each worker (its CPU, one replica, on a worker without
+    GPUs: then GPU_COUNT must be 1); then ``GPU_COUNT > 1`` -> ``MirroredStrategy``
+    over the first ``GPU_COUNT`` visible GPUs; else the default strategy (one
+    device). ``ConfigError`` when GPU_COUNT asks for more GPUs than TensorFlow sees.
     """
     if strategy is not None:
         if not isinstance(strategy, tf.distribute.Strategy):
             raise TypeError(f"strategy must be a tf.distribute.Strategy, got {type(strategy).__name__}")
         return strategy
-    if worker_count(environ) > 1:
-        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
-        return tf.distribute.MultiWorkerMirroredStrategy(communication_options=options)
     wanted = int(config.GPU_COUNT)
+    if worker_count(environ) > 1:
+        gpus = _visible_gpus(config, wanted, on_each_worker=True)
+        options = tf.distribute.experimental.CommunicationOptions(timeout_seconds=COLLECTIVE_TIMEOUT_S)
+        return tf.distribute.MultiWorkerMirroredStrategy(
+            cluster_resolver=_cluster_resolver(_tf_config(environ), len(gpus[:wanted])),
+            communication_options=options)
     if wanted <= 1:
         return default_strategy()
-    gpus = [device.name for device in tf.config.list_logical_devices("GPU")]
-    if len(gpus) < wanted:
-        raise ConfigError(
-            f"{type(config).__name__}.GPU_COUNT = {wanted}, but TensorFlow sees "
-            f"{len(gpus)} GPU(s){': ' + ', '.join(gpus) if gpus else ''}; lower GPU_COUNT "
-            f"(or --gpus) or check CUDA_VISIBLE_DEVICES")
-    return tf.distribute.MirroredStrategy(gpus[:wanted])
+    return tf.distribute.MirroredStrategy(_visible_gpus(config, wanted)[:wanted])
+
+
+def _visible_gpus(config, wanted, on_each_worker=False):
+    """The GPUs TensorFlow sees; ``ConfigError`` when `wanted` (GPU_COUNT) is more.
+    A worker of a multi-worker run without GPUs trains on its CPU: GPU_COUNT 1."""
+    # A worker lists physical devices: listing logical ones would start TensorFlow's
+    # runtime before MultiWorkerMirroredStrategy has set up its collectives.
+    gpus = [device.name for device in (tf.config.list_physical_devices("GPU") if on_each_worker
+                                       else tf.config.list_logical_devices("GPU"))]
+    if len(gpus) >= wanted or (on_each_worker and not gpus and wanted == 1):
+        return gpus
+    where = " on this worker" if on_each_worker else ""
+    fix = ("set GPU_COUNT = 1 (a worker without GPUs trains on its CPU, one replica)"
+           if on_each_worker and not gpus else "lower GPU_COUNT (or --gpus)")
+    raise ConfigError(
+        f"{type(config).__name__}.GPU_COUNT = {wanted}, but TensorFlow sees "
+        f"{len(gpus)} GPU(s){where}{': ' + ', '.join(gpus) if gpus else ''}; {fix} "
+        f"or check CUDA_VISIBLE_DEVICES")
+
+
+def _cluster_resolver(tf_config, gpus_per_worker):
+    """TF_CONFIG's cluster and task, with `gpus_per_worker` local GPUs (0: the CPU).
+    ``TFConfigClusterResolver`` itself would take every visible GPU."""
+    task = tf_config.get("task", {})
+    if "type" not in task or "index" not in task:
+        raise ConfigError(f"TF_CONFIG needs a task with 'type' and 'index', got {task!r}")
+    return tf.distribute.cluster_resolver.SimpleClusterResolver(
+        tf.train.ClusterSpec(tf_config["cluster"]), task_type=task["type"], task_id=int(task["index"]),
+        num_accelerators={"GPU": gpus_per_worker} if gpus_per_worker else None,
+        rpc_layer=tf_config.get("rpc_layer", "grpc"))
 
 
 def default_strategy():
@@ -126,6 +165,59 @@ def shared_seed(strategy):
         return strategy.reduce(tf.distribute.ReduceOp.SUM, per_replica, axis=None)
 
     return int(agree().numpy())
+
+
+def batches_for_fit(strategy, generator, parallel_loads):
+    """What ``keras.Model.fit`` gets for `generator` (a ``data.DataGenerator``
+    of global batches) under `strategy`.
+
+    In one process: the generator itself; Keras splits each global batch over
+    the local replicas. Across workers: a ``tf.distribute`` dataset in which each
+    worker loads only its replicas' images of each global batch (see
+    `sharded_batches`), so no worker reads another's images.
+    """
+    if not spans_workers(strategy):
+        return generator
+    return sharded_batches(strategy, generator, parallel_loads)
+
+
+def sharded_batches(strategy, generator, parallel_loads=1):
+    """Each worker's share of `generator`'s global batches, as a dataset that
+    ``strategy.distribute_datasets_from_function`` hands to the replicas as is.
+
+    Every worker visits the same image order (the generators share their seed:
+    `shared_seed`), so the global batch of a step is the same set of images on
+    all workers. Replica r (over all workers) of step s gets images
+    ``r*k .. r*k + k - 1`` of that batch, k = ``BATCH_SIZE / replicas in sync``;
+    a worker loads only its replicas' images, up to `parallel_loads` parts at a
+    time, in order. The dataset does not end: ``fit`` counts the steps of an
+    epoch (``len(generator)``), and the element count gives the epoch.
+    """
+    steps = len(generator)
+    per_replica = generator.config.BATCH_SIZE // strategy.num_replicas_in_sync
+    signature = generator.batch_signature(per_replica)
+    dtypes = [tf.as_dtype(dtype) for _, dtype in signature.values()]
+
+    def dataset_fn(context):
+        local = context.num_replicas_in_sync // context.num_input_pipelines
+        first_replica = context.input_pipeline_id * local
+
+        def load(element):
+            step, replica = divmod(int(element), local)
+            epoch, idx = divmod(step, steps)
+            part = generator.part(epoch, idx, (first_replica + replica) * per_replica, per_replica)
+            return [part[name] for name in signature]
+
+        def load_part(element):
+            arrays = tf.numpy_function(load, [element], dtypes)
+            return {name: tf.ensure_shape(array, shape)
+                    for (name, (shape, _)), array in zip(signature.items(), arrays)}
+
+        return (tf.data.Dataset.counter()
+                .map(load_part, num_parallel_calls=max(1, int(parallel_loads)), deterministic=True)
+                .prefetch(local))
+
+    return strategy.distribute_datasets_from_function(dataset_fn)
 
 
 class WorkerLostError(RuntimeError):

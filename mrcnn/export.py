@@ -7,10 +7,17 @@
   original pixels, ``class_ids`` int32 [N], ``scores`` float32 [N], ``masks`` bool
   [H, W, N]). Resizing, molding, the image meta, the anchors and the mask pasting
   all happen inside the graph, so it loads with ``tf.saved_model.load`` in a
-  process that never imports ``mrcnn`` (or in TF Serving). A second signature,
-  ``class_names``, returns the class names (index = class id).
+  process that never imports ``mrcnn`` (or in TF Serving). ``serving_batch``
+  takes uint8 ``[B, H, W, C]`` (B images of one size), runs them as one network
+  batch and returns each image's results padded to M = DETECTION_MAX_INSTANCES:
+  ``rois`` [B, M, 4], ``class_ids`` [B, M] (0 marks padding), ``scores`` [B, M],
+  ``masks`` [B, H, W, M] and ``count`` [B] (real detections come first).
+  ``class_names`` returns the class names (index = class id). The model's
+  ``Config.PRECISION`` is kept; the signatures' dtypes do not depend on it.
 - ``export_model(model, path, "tflite")``: that SavedModel converted by
   ``tf.lite.TFLiteConverter`` (TF-Select ops where TFLite has no builtin).
+- ``export_model(model, path, "onnx")``: ``serving_default``'s graph converted by
+  tf2onnx (an optional dependency), for ONNX Runtime; float32 models only.
 
 This is the one module besides ``graph_ops`` that calls ``tf.*``: SavedModel and
 TFLite are TensorFlow formats, so there is nothing backend-neutral to write.
@@ -28,15 +35,16 @@ from mrcnn import boxes as box_utils
 from mrcnn import network_io
 from mrcnn.errors import ConfigError, OutputPathError
 
-__all__ = ["FORMATS", "export_model", "build_serving_archive", "convert_to_tflite"]
+__all__ = ["FORMATS", "export_model", "build_serving_archive", "convert_to_tflite",
+           "convert_to_onnx"]
 
-FORMATS = ("saved_model", "tflite")
+FORMATS = ("saved_model", "tflite", "onnx")
 
 
 def export_model(model, path, format="saved_model", class_names=None):
     """Write `model` (a ``MaskRCNN`` in inference mode) to `path` for serving.
 
-    format: "saved_model" (a folder) or "tflite" (one file).
+    format: "saved_model" (a folder), "tflite" or "onnx" (one file).
     class_names: names indexed by class id (default "BG", "class_1", ...).
     Returns `path`. The output appears atomically: written next to `path`
     under a temporary name, then renamed.
@@ -46,7 +54,7 @@ def export_model(model, path, format="saved_model", class_names=None):
     if model.mode != "inference":
         raise RuntimeError(f"export() needs a model built in 'inference' mode, this one is {model.mode!r}")
     config = model.config
-    _check_exportable(config)
+    _check_exportable(config, format)
     names = list(class_names) if class_names is not None else (
         ["BG"] + [f"class_{i}" for i in range(1, config.NUM_CLASSES)])
     if len(names) != config.NUM_CLASSES:
@@ -58,13 +66,15 @@ def export_model(model, path, format="saved_model", class_names=None):
     _check_replaceable(path, format)
     work = tempfile.mkdtemp(prefix=".export-", dir=parent)
     try:
-        saved_model_dir = os.path.join(work, "saved_model")
-        build_serving_archive(model.keras_model, config, names).write_out(
-            saved_model_dir, verbose=False)
-        result = saved_model_dir
+        if format == "onnx":
+            result = convert_to_onnx(model.keras_model, config, names,
+                                     os.path.join(work, "model.onnx"))
+        else:
+            result = os.path.join(work, "saved_model")
+            build_serving_archive(model.keras_model, config, names).write_out(
+                result, verbose=False)
         if format == "tflite":
-            result = os.path.join(work, "model.tflite")
-            convert_to_tflite(saved_model_dir, result)
+            result = convert_to_tflite(result, os.path.join(work, "model.tflite"))
         if os.path.isdir(path) and not os.path.islink(path):
             shutil.rmtree(path)
         os.replace(result, path)
@@ -86,7 +96,12 @@ def _check_replaceable(path, format):
                               f"give a new path")
 
 
-def _check_exportable(config):
+def _check_exportable(config, format):
+    if format == "onnx":
+        if config.PRECISION != "float32":
+            raise ConfigError(f"export: PRECISION={config.PRECISION!r}; the ONNX export is "
+                              f"float32 only (as Keras' own ONNX export)")
+        _import_tf2onnx()  # fail before any work when the converter is missing
     if config.IMAGE_RESIZE_MODE != "square":
         raise ConfigError(f"export: IMAGE_RESIZE_MODE={config.IMAGE_RESIZE_MODE!r}; the serving "
                           f"graph implements 'square' only (fixed input size, fixed anchors)")
@@ -113,6 +128,82 @@ def convert_to_tflite(saved_model_dir, tflite_path):
     return tflite_path
 
 
+def _import_tf2onnx():
+    try:
+        import tf2onnx
+    except ImportError as err:
+        raise ImportError("export format 'onnx' needs the tf2onnx package "
+                          "(pip install tf2onnx onnxruntime)") from err
+    return tf2onnx
+
+
+def convert_to_onnx(keras_model, config, class_names, onnx_path):
+    """``serving_default``'s graph (one uint8 image ``image`` [H, W, C] in; ``rois``,
+    ``class_ids``, ``scores``, ``masks`` out) as an ONNX model, opset 18, by tf2onnx.
+    The class names travel as the model's metadata ``class_names`` (a JSON list)."""
+    import json
+
+    import tensorflow as tf
+
+    constants = _ServingConstants(config)
+    signature = [tf.TensorSpec([None, None, None], tf.uint8, name="image")]
+    serve = tf.function(lambda image: _detect_one(keras_model, constants, image),
+                        input_signature=signature)
+    model_proto = _function_to_onnx(serve, signature)
+    entry = model_proto.metadata_props.add()
+    entry.key, entry.value = "class_names", json.dumps(list(class_names))
+    with open(onnx_path, "wb") as f:
+        f.write(model_proto.SerializeToString())
+    return onnx_path
+
+
+def _function_to_onnx(function, signature):
+    """tf2onnx's ONNX model (opset 18) of a ``tf.function``. tf2onnx's Python API logs
+    an op it cannot convert and leaves it in the graph, so the result is checked:
+    RuntimeError if an op is not ONNX."""
+    import onnx
+    tf2onnx = _import_tf2onnx()
+
+    # opset 18 is the first with BitwiseAnd, part of Keras' float argmax (see below).
+    model_proto, _ = tf2onnx.convert.from_function(
+        function, input_signature=signature, opset=18,
+        custom_op_handlers={"Bitcast": (_sign_bit_of_float, [])})
+    try:
+        onnx.checker.check_model(model_proto)
+    except onnx.checker.ValidationError as err:
+        raise RuntimeError(f"ONNX export: tf2onnx could not convert the graph (see its log "
+                           f"above): {str(err).strip().splitlines()[0]}") from err
+    return model_proto
+
+
+def _sign_bit_of_float(ctx, node, name, args):
+    """tf2onnx handler for Bitcast, found only in Keras' TF ``ops.argmax``, which
+    tests for -0.0 with ``bitwise_and(bitcast(x, int32), INT32_MIN) < 0`` (its
+    ``signbit``); ONNX opset 18 has no bitcast. Only the sign bit is read there,
+    so the bitcast becomes ``INT32_MIN if 1 / x < 0 else 0`` (1 / -0.0 = -inf), which
+    gives the same result; any other use of Bitcast is refused."""
+    from tf2onnx import utils
+
+    sign_mask = np.iinfo(np.int32).min
+    for consumer in ctx.find_output_consumers(node.output[0]):
+        masks = [inp for inp in consumer.inputs if inp is not None and inp.is_const()]
+        if consumer.type != "BitwiseAnd" or not any(
+                np.all(m.get_tensor_value(as_list=False) == sign_mask) for m in masks):
+            raise NotImplementedError(f"ONNX export: Bitcast {name} feeds {consumer.type} "
+                                      f"{consumer.name}, not a sign-bit test")
+
+    def const(label, value):
+        return ctx.make_const(utils.make_name(f"{name}_{label}"), value).output[0]
+
+    reciprocal = ctx.make_node("Div", [const("one", np.array(1, np.float32)), node.input[0]])
+    negative = ctx.make_node("Less", [reciprocal.output[0], const("zero", np.array(0, np.float32))])
+    node.type = "Where"
+    for attribute in list(node.attr):
+        del node.attr[attribute]
+    ctx.replace_inputs(node, [negative.output[0], const("sign", np.array(sign_mask, np.int32)),
+                              const("none", np.array(0, np.int32))])
+
+
 def build_serving_archive(keras_model, config, class_names):
     """A ``keras.export.ExportArchive`` holding the model's variables and the
     ``serving_default`` and ``class_names`` endpoints."""
@@ -129,6 +220,9 @@ def build_serving_archive(keras_model, config, class_names):
     archive.track(keras_model)
     archive.add_endpoint("serving_default", serve,
                          input_signature=[tf.TensorSpec([None, None, None], tf.uint8, name="image")])
+    archive.add_endpoint("serving_batch", lambda images: _detect_batch(keras_model, constants, images),
+                         input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8,
+                                                        name="images")])
     archive.add_endpoint("class_names", lambda: {"class_names": names}, input_signature=[])
     return archive
 
@@ -146,13 +240,15 @@ class _ServingConstants:
         self.min_scale = config.IMAGE_MIN_SCALE or 0
         self.mean_pixel = np.asarray(config.MEAN_PIXEL, dtype=np.float32)
         self.num_classes = int(config.NUM_CLASSES)
+        self.max_instances = int(config.DETECTION_MAX_INSTANCES)
         shape = (self.max_dim, self.max_dim)
         pixel_anchors = network_io.anchors_for_shape(config, shape)
         self.anchors = box_utils.norm_boxes(pixel_anchors, shape).astype(np.float32)
 
 
-def _detect_one(keras_model, constants, image):
-    """uint8 [H, W, C] -> detect()'s dict for that image, all in-graph."""
+def _network_inputs(image, constants):
+    """uint8 [H, W, C] -> the network's molded image [S, S, 3], image meta [META]
+    (``images.compose_image_meta``, image id 0) and window, plus the RGB image's shape."""
     import tensorflow as tf
 
     image = _to_rgb(image)
@@ -163,10 +259,54 @@ def _detect_one(keras_model, constants, image):
         tf.zeros([1], tf.float64), tf.cast(original_shape, tf.float64),
         tf.constant([size, size, 3], tf.float64), tf.cast(window, tf.float64), scale[None],
         tf.zeros([constants.num_classes], tf.float64)], axis=0)
-    outputs = keras_model([molded[None], tf.cast(meta, tf.float32)[None],
-                           tf.constant(constants.anchors)[None]], training=False)
-    detections, mrcnn_mask = outputs[0][0], outputs[3][0]
-    return _unmold(detections, mrcnn_mask, original_shape, window, size)
+    return molded, tf.cast(meta, tf.float32), window, original_shape
+
+
+def _run_network(keras_model, constants, molded, metas):
+    """The inference graph on a batch: detections [B, M, 6] and masks [B, M, h, w, classes]."""
+    import tensorflow as tf
+
+    anchors = tf.tile(tf.constant(constants.anchors)[None], [tf.shape(molded)[0], 1, 1])
+    outputs = keras_model([molded, metas, anchors], training=False)
+    return outputs[0], outputs[3]
+
+
+def _detect_one(keras_model, constants, image):
+    """uint8 [H, W, C] -> detect()'s dict for that image, all in-graph."""
+    molded, meta, window, original_shape = _network_inputs(image, constants)
+    detections, mrcnn_mask = _run_network(keras_model, constants, molded[None], meta[None])
+    return _unmold(detections[0], mrcnn_mask[0], original_shape, window, constants.max_dim)
+
+
+def _detect_batch(keras_model, constants, images):
+    """uint8 [B, H, W, C] (one size) -> detect()'s results for each image, run as one
+    network batch and padded to M = DETECTION_MAX_INSTANCES: ``rois`` [B, M, 4],
+    ``class_ids`` [B, M] (0 = padding), ``scores`` [B, M], ``masks`` [B, H, W, M] and
+    ``count`` [B], the number of real detections (first in each row)."""
+    import tensorflow as tf
+
+    molded, metas, windows, shapes = tf.map_fn(
+        lambda image: _network_inputs(image, constants), images,
+        fn_output_signature=(tf.float32, tf.float32, tf.int32, tf.int32))
+    detections, mrcnn_mask = _run_network(keras_model, constants, molded, metas)
+    limit = constants.max_instances
+
+    def unmold_padded(args):
+        result = _unmold(*args, constants.max_dim)
+        pad = limit - tf.shape(result["scores"])[0]
+        return {"rois": tf.pad(result["rois"], [[0, pad], [0, 0]]),
+                "class_ids": tf.pad(result["class_ids"], [[0, pad]]),
+                "scores": tf.pad(result["scores"], [[0, pad]]),
+                "masks": tf.pad(result["masks"], [[0, 0], [0, 0], [0, pad]]),
+                "count": limit - pad}
+
+    signature = {"rois": tf.TensorSpec([limit, 4], tf.int32),
+                 "class_ids": tf.TensorSpec([limit], tf.int32),
+                 "scores": tf.TensorSpec([limit], tf.float32),
+                 "masks": tf.TensorSpec([None, None, limit], tf.bool),
+                 "count": tf.TensorSpec([], tf.int32)}
+    return tf.map_fn(unmold_padded, (detections, mrcnn_mask, shapes, windows),
+                     fn_output_signature=signature)
 
 
 def _to_rgb(image):
@@ -220,8 +360,14 @@ def _interpolation_matrix(positions, valid, in_size):
     low = tf.floor(positions)
     frac = positions - low
     low = tf.cast(low, tf.int32)
-    weights = (tf.one_hot(low, in_size, dtype=positions.dtype) * (1.0 - frac)[..., None]
-               + tf.one_hot(low + 1, in_size, dtype=positions.dtype) * frac[..., None])
+    taps = tf.range(in_size)
+
+    def one_hot(index):
+        # tf.one_hot as a comparison: tf2onnx converts OneHot only with a constant
+        # depth and 1-D indices, and here the depth is the image size, the indices 2-D.
+        return tf.cast(tf.equal(index[..., None], taps), positions.dtype)
+
+    weights = one_hot(low) * (1.0 - frac)[..., None] + one_hot(low + 1) * frac[..., None]
     return weights * tf.cast(valid, positions.dtype)[..., None]
 
 

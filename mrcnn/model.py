@@ -256,12 +256,14 @@ class MaskRCNN(MatterportCompat):
                      config.LEARNING_MOMENTUM)
         with distribute.stop_on_lost_worker(self.strategy, self.log_dir):
             history = self.keras_model.fit(
-                train_gen,
+                distribute.batches_for_fit(self.strategy, train_gen, workers),
+                shuffle=False,  # the generator shuffles; the workers must agree on the order
                 initial_epoch=self.epoch,
                 epochs=epochs,
-                steps_per_epoch=config.STEPS_PER_EPOCH,
-                validation_data=val_gen,
-                validation_steps=config.VALIDATION_STEPS if val_gen is not None else None,
+                steps_per_epoch=len(train_gen),
+                validation_data=(distribute.batches_for_fit(self.strategy, val_gen, workers)
+                                 if val_gen is not None else None),
+                validation_steps=len(val_gen) if val_gen is not None else None,
                 callbacks=(training.training_callbacks(self.log_dir, config.NAME, self.keras_model,
                                                        custom_callbacks) if chief
                            else training.worker_callbacks(custom_callbacks)),

@@ -515,8 +515,8 @@ def build_parser():
     train.add_argument("--no-augment", action="store_true",
                        help="no horizontal flip / scale augmentation")
     train.add_argument("--gpus", type=_positive_int, default=None, metavar="N",
-                       help="train on N GPUs of this machine (MirroredStrategy); TF_CONFIG "
-                            "with several workers trains on several machines (see README)")
+                       help="train on N GPUs of this machine (MirroredStrategy); with a TF_CONFIG "
+                            "of several workers, on N GPUs of each machine (see README)")
     add_training_options(train)
 
     evaluate = add("evaluate", cmd_evaluate, "COCO bbox and segm mAP on the held-out split")

@@ -1,8 +1,8 @@
 """Run by tests/test_distribute.py in its own process (TensorFlow's devices must be
 split before anything initialises them): one training step of a tiny Mask R-CNN on
 one device with a global batch of 2 images, and under MirroredStrategy over two
-logical CPU devices with 1 image each. Prints a JSON line of both runs' losses and
-their largest weight difference."""
+logical CPU devices with 1 image each; then the mirrored step again in
+mixed_bfloat16. Prints a JSON line of the runs' losses and weight differences."""
 
 import json
 import sys
@@ -38,8 +38,8 @@ class TinyConfig(Config):
     GRADIENT_CLIP_NORM = 0.5
 
 
-def one_step(images_per_gpu, strategy, batch):
-    config = type("Config", (TinyConfig,), {"IMAGES_PER_GPU": images_per_gpu})()
+def one_step(images_per_gpu, strategy, batch, precision="float32"):
+    config = type("Config", (TinyConfig,), {"IMAGES_PER_GPU": images_per_gpu, "PRECISION": precision})()
     keras.utils.set_random_seed(0)  # same initial weights and ROI-sampling seed state
     model = MaskRCNN("training", config, "/nonexistent", strategy=strategy)
     model.set_trainable(".*", verbose=0)
@@ -63,13 +63,23 @@ def main():
     weight_diff = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                       for a, b in zip(single.keras_model.get_weights(),
                                       mirrored.keras_model.get_weights()))
+    initial = initial_weights(TinyConfig)
     moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
-                for a, b in zip(single.keras_model.get_weights(), initial_weights(TinyConfig)))
+                for a, b in zip(single.keras_model.get_weights(), initial))
+    mixed, mixed_losses = one_step(1, strategy, batch, "mixed_bfloat16")
+    mixed_weights = [np.asarray(w) for w in mixed.keras_model.get_weights()]
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "mirrored_batch_size": mirrored.config.BATCH_SIZE,
         "single": single_losses, "mirrored": mirrored_losses,
         "weight_diff": weight_diff, "weights_moved": moved,
+        "mixed_bfloat16": {
+            "losses": mixed_losses,
+            "compute_dtype": mixed.keras_model.get_layer("conv1").compute_dtype,
+            "weights_finite": all(bool(np.isfinite(w).all()) for w in mixed_weights),
+            "weights_moved": max(float(np.max(np.abs(w - np.asarray(b))))
+                                 for w, b in zip(mixed_weights, initial)),
+        },
     }))
     return 0
 

@@ -388,6 +388,25 @@ def test_generator_shuffles_per_epoch_reproducibly(dataset, config):
     assert len(orders) > 1
 
 
+def test_generator_part_is_those_rows_of_the_whole_batch_in_any_process(dataset, config):
+    # What a multi-worker run relies on: a worker that loads images 1..1 of batch 2
+    # of epoch 1 gets exactly those rows of the batch another process loads whole,
+    # random draws (flip, RPN anchor sampling) included.
+    flip = A.HorizontalFlip(p=0.5)
+    whole_loader = DataGenerator(dataset, config, seed=5, steps=4, augmentation=flip)
+    whole_loader.on_epoch_end()
+    whole = whole_loader[2]
+    worker = DataGenerator(dataset, config, seed=5, steps=4, augmentation=flip)
+    for start in range(config.BATCH_SIZE):
+        part = worker.part(1, 2, start, 1)
+        assert set(part) == set(whole)
+        for name, rows in part.items():
+            np.testing.assert_array_equal(rows, whole[name][start:start + 1], err_msg=name)
+    assert not np.array_equal(worker.part(0, 2, 0, 2)["input_image_meta"], whole["input_image_meta"])
+    with pytest.raises(IndexError, match="BATCH_SIZE"):
+        worker.part(1, 2, 1, config.BATCH_SIZE)
+
+
 def test_generator_skips_images_without_instances_and_counts_them(config, caplog):
     ds = RectDataset([(64, 64, [(1, 1, 20, 20, 1)]), (64, 64, []), (64, 64, [(30, 30, 60, 50, 2)])])
     gen = DataGenerator(ds, config, shuffle=False)
