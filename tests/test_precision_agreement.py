@@ -3,8 +3,10 @@ run in mixed_bfloat16, find >= 95 % of their float32 detections again (same clas
 IoU >= 0.9) and reach the float32 mask AP50 on held-out images within 0.02.
 
 The model (samples.precision_agreement: the demo's recipe with a small GroupNorm
-backbone and narrow heads) is trained for 960 steps, about a minute on 2 idle cores.
-Measured 2026-12-02 on this recipe: 240 steps reach AP50 0.91 but leave each object
+backbone and narrow heads) is trained for 960 steps: 150-360 s of training on the
+shared 2 cores under load 5-9 (218 CPU-seconds for the whole file), about 1.5 min idle.
+Measured 2026-12-02 on this recipe (with 32 sampled ROIs instead of 16 below 960
+steps): 240 steps reach AP50 0.91 but leave each object
 lower-scored duplicates of other classes (scores 0.3-0.8) and 96.8 % agreement at 0.7
 (the misses: duplicates whose score or box moved, e.g. 0.80 -> 0.51); 480 steps AP50
 1.00, 96.7 %; 960 steps AP50 1.00 and 100 % (77 of 77 detections), 98.9 % at 0.5.
