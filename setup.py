@@ -17,6 +17,8 @@ setup(
     python_requires=">=3.11",
     install_requires=requirements,
     extras_require={"test": ["pytest>=9.2", "nbclient>=0.11", "nbformat>=5.11", "ipykernel>=7.4"],
+                    # KERAS_BACKEND=jax (TensorFlow stays the default backend); add jax[cuda12] for GPUs
+                    "jax": ["jax>=0.10.2"],
                     # MaskRCNN.export(format="onnx") and running its file (tested with these).
                     "onnx": ["tf2onnx>=1.17.0", "onnxruntime>=1.32.0"]},
 )

@@ -1,6 +1,7 @@
-"""Ours in float32 vs ours in mixed_bfloat16 (Config.PRECISION), side by side (issue 13).
+"""Ours in float32 vs ours in mixed_bfloat16 (Config.PRECISION), side by side (issue 13),
+and with --jax the same on Keras' JAX backend (issue 17).
 
-    .venv/bin/python benchmarks/compare_precision.py [--rounds 1] [--torchvision]
+    .venv/bin/python benchmarks/compare_precision.py [--rounds 1] [--torchvision] [--jax]
 
 One interleaved run: per round and measurement, a fresh worker process for each
 precision (the order alternates), so the machine's drift hits both; ratios are
@@ -31,10 +32,12 @@ sys.path.insert(0, HERE)
 
 import compare_torchvision as ct  # noqa: E402  (sets sys.path to the repo root)
 
-# (label, worker side, worker arguments)
+# (label, worker side, worker arguments[, worker environment])
 VARIANTS = {
     "ours float32": ("ours", ["--precision", "float32"]),
     "ours bfloat16": ("ours", ["--precision", "mixed_bfloat16"]),
+    "ours JAX float32": ("ours", ["--precision", "float32"], {"KERAS_BACKEND": "jax"}),
+    "ours JAX bfloat16": ("ours", ["--precision", "mixed_bfloat16"], {"KERAS_BACKEND": "jax"}),
     "torchvision float32": ("torchvision", ["--precision", "float32"]),
     "torchvision bfloat16 autocast": ("torchvision", ["--precision", "mixed_bfloat16"]),
 }
@@ -70,12 +73,12 @@ def measure(args, data):
             if (rnd + len(raw)) % 2:
                 variants.reverse()
             for label in variants:
-                side, variant_args = VARIANTS[label]
+                side, variant_args, *env = VARIANTS[label]
                 if side == "torchvision" and "--rpn-conv-channels" in extra:
                     continue  # torchvision's RPN conv is 256 wide
                 runs = args.infer_runs if task == "infer" else args.train_runs
                 result = ct.run_worker(side, task, data, batch, runs, args.warmup, "glibc-default",
-                                       args.timeout, variant_args + extra)
+                                       args.timeout, variant_args + extra, *env)
                 result.update({"round": rnd, "row": row, "variant": label})
                 raw.append(result)
                 brief = (f"median {statistics.median(result['times']):.3f}s first "
@@ -84,6 +87,16 @@ def measure(args, data):
                          if "times" in result else result["error"][:300])
                 print(f"[round {rnd}] {row} | {label}: {brief}", flush=True)
     return raw
+
+
+def _round_ratio(raw, row, num, den):
+    """Median over rounds of (median time of `num`) / (median time of `den`) in `row`."""
+    per_round = {}
+    for r in raw:
+        if r.get("row") == row and r.get("variant") in (num, den) and "times" in r:
+            per_round.setdefault(r["round"], {})[r["variant"]] = statistics.median(r["times"])
+    ratios = [m[num] / m[den] for m in per_round.values() if num in m and den in m]
+    return statistics.median(ratios) if ratios else None
 
 
 def table(raw, variants, rates, flops):
@@ -109,6 +122,13 @@ def table(raw, variants, rates, flops):
         lines.append(f"| {row} | " + " | ".join(cells) + " | "
                      + (f"**{ratio:.2f}**" if ratio else "-") + " |")
     lines.append("")
+    for row in MEASUREMENTS:
+        for num, den in (("ours JAX float32", "ours float32"), ("ours JAX bfloat16", "ours bfloat16"),
+                         ("ours JAX bfloat16", "ours JAX float32")):
+            ratio = _round_ratio(raw, row, num, den)
+            if ratio is not None:
+                lines.append(f"- {row}: {num} / {den} = **{ratio:.2f}**")
+                summary.setdefault(row, {})[f"{num} / {den}"] = ratio
     firsts = {}
     for label in variants:
         for r in raw:
@@ -145,12 +165,14 @@ def main():
     parser.add_argument("--tasks", nargs="+", default=["infer", "train"])
     parser.add_argument("--train-batches", nargs="+", type=int, default=[1])
     parser.add_argument("--torchvision", action="store_true")
+    parser.add_argument("--jax", action="store_true", help="also ours under KERAS_BACKEND=jax")
     parser.add_argument("--voc-images", type=int, default=8)
     parser.add_argument("--voc-dir", default=ct.VOC_DIR, help="VOC test images (default %(default)s)")
     parser.add_argument("--timeout", type=int, default=1800)
     parser.add_argument("--json", default=os.path.join(HERE, "precision_results.json"))
     args = parser.parse_args()
-    args.variants = [v for v in VARIANTS if args.torchvision or VARIANTS[v][0] == "ours"]
+    args.variants = [v for v in VARIANTS
+                     if (args.torchvision or VARIANTS[v][0] == "ours") and (args.jax or "JAX" not in v)]
     if args.torchvision and not os.path.exists(ct.TORCH_PY):
         sys.exit(f"missing {ct.TORCH_PY}: see benchmarks/README.md")
 
@@ -161,7 +183,9 @@ def main():
         ct.prepare_data(data, args.voc_images, shapes_count=8)
         rates, matmul = {}, {}
         for label in args.variants:
-            side, variant_args = VARIANTS[label]
+            side, variant_args, *env = VARIANTS[label]
+            if env:
+                continue  # the matmul rates are TensorFlow's
             name = f"{side} {'bfloat16' if 'mixed_bfloat16' in variant_args else 'float32'}"
             matmul[name] = ct.run_worker(side, "matmul", None, 1, 10, 3, "glibc-default", 600,
                                          variant_args)

@@ -77,12 +77,13 @@ def load_average():
         return None
 
 
-def run_worker(side, task, data, batch, runs, warmup, allocator, timeout, extra_args=()):
+def run_worker(side, task, data, batch, runs, warmup, allocator, timeout, extra_args=(),
+               extra_env=None):
     """One fresh worker process; its RESULT dict (or an "error" dict)."""
     python, script = WORKERS[side]
     cmd = [python, script, "--task", task, "--runs", str(runs), "--warmup", str(warmup),
            "--batch", str(batch)] + (["--data", data] if data else []) + list(extra_args)
-    env = {**os.environ, **ALLOCATORS[allocator], "PYTHONHASHSEED": "0"}
+    env = {**os.environ, **ALLOCATORS[allocator], "PYTHONHASHSEED": "0", **(extra_env or {})}
     for key in ("MALLOC_MMAP_MAX_", "MALLOC_TRIM_THRESHOLD_"):
         if key not in ALLOCATORS[allocator]:
             env.pop(key, None)

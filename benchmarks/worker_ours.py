@@ -14,14 +14,16 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 
 import common  # noqa: E402
 
-tf.config.threading.set_intra_op_parallelism_threads(common.THREADS)
-tf.config.threading.set_inter_op_parallelism_threads(common.THREADS)
+import keras  # noqa: E402  (KERAS_BACKEND picks the backend; TensorFlow by default)
 
-import keras  # noqa: E402
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+
+    tf.config.threading.set_intra_op_parallelism_threads(common.THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(common.THREADS)
 
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.data import DataGenerator  # noqa: E402
@@ -148,6 +150,8 @@ def head_flops(model, config):
 
 
 def flops(rpn_conv_channels=None):
+    import tensorflow as tf  # the FLOP count reads TensorFlow's graph
+
     """Float operations of one 512x512 inference.
 
     Backbone, FPN and RPN from TF's graph profiler (ops with registered FLOP
@@ -177,6 +181,8 @@ def flops(rpn_conv_channels=None):
 
 
 def matmul(runs, warmup, precision="float32", n=3072):
+    import tensorflow as tf
+
     """float32 (or, for "mixed_bfloat16", bfloat16) matmul throughput of this
     process' 2 threads (FLOP/s)."""
     dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32

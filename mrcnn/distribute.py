@@ -28,8 +28,8 @@ import logging
 import os
 import re
 
+import keras
 import numpy as np
-import tensorflow as tf
 
 from mrcnn import graph_ops
 from mrcnn.errors import ConfigError
@@ -39,6 +39,11 @@ __all__ = ["choose_strategy", "default_strategy", "config_for_strategy", "is_chi
            "stop_on_lost_worker", "WorkerLostError", "COLLECTIVE_TIMEOUT_S"]
 
 log = logging.getLogger("mrcnn")
+
+if keras.backend.backend() == "tensorflow":
+    import tensorflow as tf
+else:  # other backends train on one device, without TensorFlow (see OneDevice)
+    tf = None
 
 # A collective (gradient all-reduce) that waits longer than this for a peer fails,
 # so a lost worker stops the others in bounded time instead of a hang.
@@ -75,6 +80,8 @@ def choose_strategy(config, strategy=None, environ=None):
     over the first ``GPU_COUNT`` visible GPUs; else the default strategy (one
     device). ``ConfigError`` when GPU_COUNT asks for more GPUs than TensorFlow sees.
     """
+    if tf is None:
+        return OneDevice.for_backend(config, strategy)
     if strategy is not None:
         if not isinstance(strategy, tf.distribute.Strategy):
             raise TypeError(f"strategy must be a tf.distribute.Strategy, got {type(strategy).__name__}")
@@ -123,7 +130,30 @@ def _cluster_resolver(tf_config, gpus_per_worker):
 
 def default_strategy():
     """The default strategy: one device, no distribution."""
-    return tf.distribute.get_strategy()
+    return tf.distribute.get_strategy() if tf is not None else OneDevice()
+
+
+class OneDevice:
+    """What a backend other than TensorFlow trains on: one device, one process
+    (the parts of a ``tf.distribute.Strategy`` this package uses)."""
+    num_replicas_in_sync = 1
+
+    class extended:  # noqa: N801 (mirrors tf.distribute.StrategyExtended)
+        should_checkpoint = True
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+    @classmethod
+    def for_backend(cls, config, strategy=None):
+        backend = keras.backend.backend()
+        if strategy is not None:
+            raise ConfigError(f"strategy={type(strategy).__name__}: tf.distribute strategies need "
+                              f"KERAS_BACKEND=tensorflow (this is {backend})")
+        if int(config.GPU_COUNT) > 1:
+            raise ConfigError(f"{type(config).__name__}.GPU_COUNT = {config.GPU_COUNT}: training on "
+                              f"several devices needs KERAS_BACKEND=tensorflow (this is {backend})")
+        return cls()
 
 
 def config_for_strategy(config, strategy):
@@ -225,8 +255,8 @@ class WorkerLostError(RuntimeError):
 
 
 # What a collective raises when a peer stops sending heartbeats or times out.
-_PEER_ERRORS = (tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
-                tf.errors.CancelledError)
+_PEER_ERRORS = ((tf.errors.UnavailableError, tf.errors.DeadlineExceededError,
+                 tf.errors.CancelledError) if tf is not None else ())
 
 
 @contextlib.contextmanager

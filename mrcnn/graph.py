@@ -19,7 +19,7 @@ from mrcnn import backbones
 from mrcnn import network_io
 from mrcnn.layers.backbone import fpn_graph
 from mrcnn.layers.detection import DetectionLayer
-from mrcnn.layers.detection_targets import DetectionTargetLayer, PositiveRows
+from mrcnn.layers.detection_targets import DetectionTargetLayer, PositiveRows, max_positive_rois
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.roi_align import PyramidROIAlign
@@ -121,7 +121,8 @@ def _build_training(config, input_image, input_image_meta, meta, feature_maps, r
         config.USE_MINI_MASK, config.BBOX_STD_DEV, config.CROWD_IOU, name="proposal_targets",
     )([rpn_rois, inputs["input_gt_class_ids"], gt_boxes, inputs["input_gt_masks"]])
     class_logits, class_probs, bbox = _heads(config, rois, meta["image_shape"], feature_maps)
-    mask_rois, mask_class_ids, target_mask = PositiveRows(name="mask_rows")(
+    mask_rows = max(1, max_positive_rois(config.TRAIN_ROIS_PER_IMAGE, config.ROI_POSITIVE_RATIO))
+    mask_rois, mask_class_ids, target_mask = PositiveRows(mask_rows, name="mask_rows")(
         [target_class_ids, rois, target_mask])
     mrcnn_mask = _mask(config, mask_rois, meta["image_shape"], feature_maps)
     outputs = {

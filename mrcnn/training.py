@@ -7,6 +7,7 @@ Log folders and checkpoint names follow Matterport, so `find_last()` and
 """
 
 import datetime
+import importlib.util
 import logging
 import os
 import re
@@ -139,11 +140,13 @@ class TrainingGraph(keras.Model):
     def metrics(self):
         return super().metrics + list(self.loss_trackers.values())
 
-    def train_step(self, data):
-        return _logs_for_worker_reduction(super().train_step(data))
+    # (self, data) under TensorFlow, (self, state, data) under JAX, whose result
+    # is (logs, state) and never spans workers.
+    def train_step(self, *args):
+        return _logs_for_worker_reduction(super().train_step(*args))
 
-    def test_step(self, data):
-        return _logs_for_worker_reduction(super().test_step(data))
+    def test_step(self, *args):
+        return _logs_for_worker_reduction(super().test_step(*args))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under tf.distribute, Keras' TensorFlow trainer averages the replicas' first
@@ -337,11 +340,14 @@ def training_callbacks(log_dir, name, keras_model, extra=None):
     CSV log and a NaN stop. The caller's callbacks run before TensorBoard and the CSV
     log, so values they add to an epoch's logs (``callbacks.CocoMAPCallback``'s AP) are
     recorded by both."""
+    # Keras writes TensorBoard logs with TensorFlow's summary writer, on any backend;
+    # a JAX-only install keeps the CSV log.
+    tensorboard = ([keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False)]
+                   if importlib.util.find_spec("tensorflow") is not None else [])
     return [
         AtomicCheckpoint(log_dir, name, keras_model),
         LearningRateLogger(),
-    ] + list(extra or []) + [
-        keras.callbacks.TensorBoard(log_dir=log_dir, histogram_freq=0, write_graph=False),
+    ] + list(extra or []) + tensorboard + [
         keras.callbacks.CSVLogger(os.path.join(log_dir, "training_log.csv"), append=True),
         keras.callbacks.TerminateOnNaN(),
     ]

@@ -32,3 +32,29 @@ def read_only_folder(tmp_path, monkeypatch):
 
     monkeypatch.setattr(tempfile, "mkstemp", mkstemp)
     yield folder
+
+
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """A shapes model trained 3 x 8 steps from random init (tests.configs.ShapesTrainConfig),
+    with the 4 validation images: ``(model, history dict, val_set)``. Shared by the
+    test files that need trained weights, so it is trained once per run."""
+    import keras
+
+    from mrcnn.model import MaskRCNN
+    from samples.shapes import ShapesDataset
+    from tests.configs import ShapesTrainConfig
+
+    keras.utils.set_random_seed(0)
+    config = ShapesTrainConfig()
+    train_set = ShapesDataset()
+    train_set.load_shapes(32, 128, 128, seed=1)
+    train_set.prepare()
+    val_set = ShapesDataset()
+    val_set.load_shapes(4, 128, 128, seed=2)
+    val_set.prepare()
+    model_dir = str(tmp_path_factory.mktemp("logs"))
+    model = MaskRCNN("training", config, model_dir)
+    history = model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=3,
+                          layers="all", verbose=0)
+    return model, history.history, val_set

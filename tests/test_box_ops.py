@@ -1,11 +1,11 @@
 """mrcnn.layers.box_ops against python-loop references and hand-computed numbers."""
 import numpy as np
 import pytest
-import tensorflow as tf
 from keras import ops
 
 from mrcnn.layers import box_ops
 from tests import reference as ref
+from tests.backend import tensorflow_only
 
 
 def _random_boxes(rng, n, lo=0.05, hi=0.5):
@@ -87,7 +87,9 @@ def test_parse_image_meta_layout():
     np.testing.assert_array_equal(m["active_class_ids"], [[1, 1, 0]])
 
 
+@tensorflow_only
 def test_box_ops_trace_in_graph_mode():
+    import tensorflow as tf
     @tf.function(input_signature=[tf.TensorSpec([None, None, 4]), tf.TensorSpec([None, 4])])
     def refine_and_clip(boxes, window):
         return box_ops.clip_boxes(box_ops.apply_box_deltas(boxes, boxes * 0), window)

@@ -1,9 +1,24 @@
-"""mrcnn.graph_ops against loop references (tests/reference.py)."""
+"""The graph ops (TensorFlow's kernels in mrcnn.tf_ops and their keras.ops twins in
+mrcnn.portable_ops) against loop references (tests/reference.py) and each other."""
+import keras
 import numpy as np
 import pytest
 
-from mrcnn import graph_ops
+from mrcnn import graph_ops, portable_ops
 from tests import reference as ref
+
+ON_TENSORFLOW = keras.backend.backend() == "tensorflow"
+if ON_TENSORFLOW:
+    from mrcnn import tf_ops
+
+# Every implementation the current backend can run; graph_ops dispatches to one of them.
+IMPLEMENTATIONS = ([pytest.param("tf_ops", id="tf_ops")] if ON_TENSORFLOW else []) + [
+    pytest.param("portable_ops", id="portable_ops")]
+
+
+@pytest.fixture(params=IMPLEMENTATIONS)
+def impl(request):
+    return tf_ops if request.param == "tf_ops" else portable_ops
 
 
 def _clustered_boxes(rng, n):
@@ -15,36 +30,37 @@ def _clustered_boxes(rng, n):
     return boxes
 
 
+@pytest.mark.skipif(not ON_TENSORFLOW, reason="the unpadded NMS is TensorFlow's kernel")
 def test_non_max_suppression_matches_greedy_reference():
     rng = np.random.default_rng(0)
     boxes = _clustered_boxes(rng, 40)
     scores = rng.random(40).astype(np.float32)
     for threshold in (0.3, 0.7):
-        got = np.asarray(graph_ops.non_max_suppression(boxes, scores, 30, threshold))
+        got = np.asarray(tf_ops.non_max_suppression(boxes, scores, 30, threshold))
         assert list(got) == ref.greedy_nms(boxes, scores, 30, threshold)
-    got = np.asarray(graph_ops.non_max_suppression(boxes, scores, 3, 0.3))
+    got = np.asarray(tf_ops.non_max_suppression(boxes, scores, 3, 0.3))
     assert list(got) == ref.greedy_nms(boxes, scores, 40, 0.3)[:3]
 
 
-def test_non_max_suppression_padded_is_zero_padded_greedy():
+def test_non_max_suppression_padded_is_zero_padded_greedy(impl):
     rng = np.random.default_rng(1)
     boxes = _clustered_boxes(rng, 25)
     scores = rng.random(25).astype(np.float32)
     want = ref.greedy_nms(boxes, scores, 50, 0.5)
-    indices, num_valid = graph_ops.non_max_suppression_padded(boxes, scores, 50, 0.5)
+    indices, num_valid = impl.non_max_suppression_padded(boxes, scores, 50, 0.5)
     indices = np.asarray(indices)
     assert indices.shape == (50,) and int(num_valid) == len(want) < 50
     assert list(indices[:len(want)]) == want
     assert not indices[len(want):].any()
 
 
-def test_per_class_non_max_suppression_matches_loops():
+def test_per_class_non_max_suppression_matches_loops(impl):
     rng = np.random.default_rng(2)
     B, N, C, K = 2, 30, 4, 8
     boxes = np.stack([_clustered_boxes(rng, N) for _ in range(B)])
     scores = rng.random((B, N)).astype(np.float32)
     class_ids = rng.integers(0, C, size=(B, N)).astype(np.int32)
-    out_boxes, out_scores, out_classes, num_valid = graph_ops.per_class_non_max_suppression(
+    out_boxes, out_scores, out_classes, num_valid = impl.per_class_non_max_suppression(
         boxes, scores, class_ids, C, K, 0.4, 0.5)
     for b in range(B):
         kept = []
@@ -60,23 +76,23 @@ def test_per_class_non_max_suppression_matches_loops():
         assert not np.asarray(out_boxes[b, n:]).any() and not np.asarray(out_scores[b, n:]).any()
 
 
-def test_per_class_non_max_suppression_min_score_is_inclusive():
+def test_per_class_non_max_suppression_min_score_is_inclusive(impl):
     boxes = np.array([[[0, 0, 0.2, 0.2], [0.5, 0.5, 0.7, 0.7], [0.8, 0.8, 1, 1]]], np.float32)
     below = np.nextafter(np.float32(0.5), np.float32(0))
     scores = np.array([[0.5, below, 0.9]], np.float32)
-    _, out_scores, _, num_valid = graph_ops.per_class_non_max_suppression(
+    _, out_scores, _, num_valid = impl.per_class_non_max_suppression(
         boxes, scores, np.array([[1, 1, 2]]), 3, 4, 0.5, 0.5)
     assert int(num_valid[0]) == 2
     np.testing.assert_array_equal(np.asarray(out_scores[0]), np.float32([0.9, 0.5, 0, 0]))
     # min_score 0: zero scores stay, negative ones (dropped rows) go.
     scores = np.array([[0.0, -1.0, 0.3]], np.float32)
-    _, out_scores, out_classes, num_valid = graph_ops.per_class_non_max_suppression(
+    _, out_scores, out_classes, num_valid = impl.per_class_non_max_suppression(
         boxes, scores, np.array([[1, 1, 2]]), 3, 4, 0.5, 0.0)
     assert int(num_valid[0]) == 2
     np.testing.assert_array_equal(np.asarray(out_classes[0, :2]), [2, 1])
 
 
-def test_crop_and_resize_matches_naive_bilinear():
+def test_crop_and_resize_matches_naive_bilinear(impl):
     rng = np.random.default_rng(3)
     images = rng.normal(size=(2, 9, 7, 3)).astype(np.float32)
     boxes = np.array([[0.1, 0.2, 0.8, 0.9],
@@ -86,12 +102,61 @@ def test_crop_and_resize_matches_naive_bilinear():
                      np.float32)
     box_indices = np.array([0, 1, 1, 0])
     for crop in ((4, 5), (1, 3)):
-        got = np.asarray(graph_ops.crop_and_resize(images, boxes, box_indices, crop))
+        got = np.asarray(impl.crop_and_resize(images, boxes, box_indices, crop))
         np.testing.assert_allclose(got, ref.crop_and_resize(images, boxes, box_indices, crop),
                                    atol=1e-5)
 
 
-def test_crop_and_resize_rejects_unknown_method():
+def test_crop_and_resize_rejects_unknown_method(impl):
     with pytest.raises(ValueError, match="method"):
-        graph_ops.crop_and_resize(np.zeros((1, 2, 2, 1)), np.zeros((1, 4)), [0], (2, 2),
+        impl.crop_and_resize(np.zeros((1, 2, 2, 1)), np.zeros((1, 4)), [0], (2, 2),
                                   method="bicubic")
+
+
+def test_pyramid_crop_and_resize_equals_crop_of_each_box_from_its_level(impl):
+    rng = np.random.default_rng(4)
+    maps = [rng.normal(size=(2, s, s + 3, 4)).astype(np.float32) for s in (16, 8, 4, 2)]
+    boxes = rng.uniform(-0.1, 1.1, size=(30, 4)).astype(np.float32)
+    levels = rng.integers(0, 4, 30).astype(np.int32)
+    levels[:4] = 2  # several boxes on one level, none on none
+    box_indices = rng.integers(0, 2, 30).astype(np.int32)
+    got = np.asarray(impl.pyramid_crop_and_resize(maps, boxes, levels, box_indices, (5, 3)))
+    assert got.shape == (30, 5, 3, 4)
+    for k in range(30):
+        want = ref.crop_and_resize(maps[levels[k]], boxes[k:k + 1], box_indices[k:k + 1], (5, 3))
+        np.testing.assert_allclose(got[k], want[0], atol=1e-5)
+
+
+@pytest.mark.skipif(not ON_TENSORFLOW, reason="compares with TensorFlow's kernels")
+def test_portable_ops_reproduce_tensorflow_kernels_on_many_boxes():
+    """The portable twins give TensorFlow's results, not only the references'."""
+    rng = np.random.default_rng(5)
+    boxes = _clustered_boxes(rng, 600)
+    scores = rng.random(600).astype(np.float32)
+    scores[10:20] = scores[0]  # ties: lower index first in both
+    for threshold in (0.3, 0.7):
+        want = tf_ops.non_max_suppression_padded(boxes, scores, 200, threshold)
+        got = portable_ops.non_max_suppression_padded(boxes, scores, 200, threshold)
+        np.testing.assert_array_equal(np.asarray(got[0]), np.asarray(want[0]))
+        assert int(got[1]) == int(want[1])
+    batch_boxes = np.stack([_clustered_boxes(rng, 300) for _ in range(2)])
+    batch_scores = rng.random((2, 300)).astype(np.float32)
+    class_ids = rng.integers(0, 5, (2, 300)).astype(np.int32)
+    want = tf_ops.per_class_non_max_suppression(batch_boxes, batch_scores, class_ids, 5, 40, 0.3, 0.2)
+    got = portable_ops.per_class_non_max_suppression(batch_boxes, batch_scores, class_ids, 5, 40, 0.3, 0.2)
+    for w, g in zip(want, got):
+        np.testing.assert_array_equal(np.asarray(g), np.asarray(w))
+    image = rng.normal(size=(2, 33, 21, 8)).astype(np.float32)
+    crop_boxes = rng.uniform(-0.3, 1.3, size=(50, 4)).astype(np.float32)
+    box_indices = rng.integers(0, 2, 50)
+    for method in ("bilinear", "nearest"):
+        want = tf_ops.crop_and_resize(image, crop_boxes, box_indices, (7, 7), method=method)
+        got = portable_ops.crop_and_resize(image, crop_boxes, box_indices, (7, 7), method=method)
+        np.testing.assert_allclose(np.asarray(got), np.asarray(want), atol=1e-5)
+
+
+def test_graph_ops_dispatch_follows_backend_and_portable_scope():
+    assert graph_ops.uses_tensorflow_kernels() == ON_TENSORFLOW
+    with graph_ops.portable():
+        assert not graph_ops.uses_tensorflow_kernels()
+    assert graph_ops.uses_tensorflow_kernels() == ON_TENSORFLOW

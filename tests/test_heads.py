@@ -7,6 +7,7 @@ from mrcnn.layers.backbone import BatchNorm
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
 
 from test_backbone import np_bn, np_conv2d, randomize_bn
+from tests.serialization import assert_serialization_round_trip
 
 
 def np_softmax(x):
@@ -180,3 +181,42 @@ def test_merge_then_split_roi_dim_round_trips_values():
     merged = MergeRoiDim()(x)
     assert tuple(merged.shape) == (6, 4)
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(SplitRoiDim()([merged, x])), x)
+
+
+def test_patch_deconv_equals_conv2d_transpose_with_the_same_weights():
+    from mrcnn.layers.conv_as_matmul import PatchDeconv2D
+
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(3, 5, 4, 6)).astype("float32")
+    for kernel in (2, 3):
+        reference = keras.layers.Conv2DTranspose(7, kernel, strides=kernel, activation="relu")
+        patch = PatchDeconv2D(7, kernel, strides=kernel, activation="relu")
+        reference.build(x.shape)
+        patch.build(x.shape)
+        assert [w.shape for w in patch.weights] == [w.shape for w in reference.weights]
+        patch.set_weights([rng.normal(size=w.shape) for w in reference.weights])
+        reference.set_weights(patch.get_weights())
+        np.testing.assert_allclose(np.asarray(patch(x)), np.asarray(reference(x)), atol=1e-5)
+    # Overlapping patches (stride < kernel) take Conv2DTranspose's own path.
+    overlapping = PatchDeconv2D(2, 3, strides=2)
+    assert not overlapping._is_patch() and tuple(overlapping(x).shape) == (3, 11, 9, 2)
+    assert_serialization_round_trip(PatchDeconv2D(4, 2, strides=2, name="mrcnn_mask_deconv"))
+
+
+def test_whole_map_conv_equals_conv2d_with_the_same_weights():
+    from mrcnn.layers.conv_as_matmul import WholeMapConv2D
+
+    rng = np.random.default_rng(12)
+    x = rng.normal(size=(6, 3, 4, 5)).astype("float32")
+    reference = keras.layers.Conv2D(7, (3, 4), padding="valid", activation="relu")
+    whole = WholeMapConv2D(7, (3, 4), padding="valid", activation="relu")
+    reference.build(x.shape)
+    whole.build(x.shape)
+    assert [w.shape for w in whole.weights] == [w.shape for w in reference.weights]
+    whole.set_weights([rng.normal(size=w.shape) for w in reference.weights])
+    reference.set_weights(whole.get_weights())
+    assert whole._is_whole_map(x) == (keras.backend.backend() != "tensorflow")
+    np.testing.assert_allclose(np.asarray(whole(x)), np.asarray(reference(x)), atol=1e-4)
+    # A kernel smaller than the map is an ordinary convolution.
+    assert not whole._is_whole_map(np.zeros((1, 5, 5, 5), "float32"))
+    assert_serialization_round_trip(WholeMapConv2D(4, 7, name="mrcnn_class_conv1"))

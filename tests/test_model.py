@@ -10,30 +10,10 @@ import pytest
 from mrcnn import training
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
+from tests.configs import ShapesTrainConfig, SmallConfig  # noqa: F401 (other tests import them from here)
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
                          "matterport_coco_h5_layout.json")
-
-
-class SmallConfig(Config):
-    NAME = "small"
-    NUM_CLASSES = 4
-    BACKBONE = "resnet50"
-    IMAGES_PER_GPU = 2
-    IMAGE_MIN_DIM = 128
-    IMAGE_MAX_DIM = 128
-    RPN_ANCHOR_SCALES = (8, 16, 32, 64, 128)
-    PRE_NMS_LIMIT = 1000
-    POST_NMS_ROIS_TRAINING = 200
-    POST_NMS_ROIS_INFERENCE = 100
-    TRAIN_ROIS_PER_IMAGE = 32
-    RPN_TRAIN_ANCHORS_PER_IMAGE = 64
-    MAX_GT_INSTANCES = 10
-    DETECTION_MAX_INSTANCES = 20
-    DETECTION_MIN_CONFIDENCE = 0.0
-    STEPS_PER_EPOCH = 2
-    VALIDATION_STEPS = 1
-    MINI_MASK_SHAPE = (28, 28)
 
 
 class CocoConfig(Config):
@@ -111,33 +91,7 @@ def test_checkpoint_path_round_trip_and_find_last(tmp_path):
     assert training.find_last(str(tmp_path), "shapes") == path
 
 
-# --- A short training run on the shapes data, shared by the tests below. ---
-
-class ShapesTrainConfig(SmallConfig):
-    NAME = "shapes"
-    STEPS_PER_EPOCH = 8
-    VALIDATION_STEPS = 1
-    LEARNING_RATE = 0.01
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    import keras
-    from samples.shapes import ShapesDataset
-
-    keras.utils.set_random_seed(0)
-    config = ShapesTrainConfig()
-    train_set = ShapesDataset()
-    train_set.load_shapes(32, 128, 128, seed=1)
-    train_set.prepare()
-    val_set = ShapesDataset()
-    val_set.load_shapes(4, 128, 128, seed=2)
-    val_set.prepare()
-    model_dir = str(tmp_path_factory.mktemp("logs"))
-    model = MaskRCNN("training", config, model_dir)
-    history = model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=3,
-                          layers="all", verbose=0)
-    return model, history.history, val_set
+# --- A short training run on the shapes data (tests/conftest.py: `trained`). ---
 
 
 def test_training_lowers_the_loss_and_logs_each_loss(trained):

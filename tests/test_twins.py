@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from mrcnn import boxes, graph_ops, images
+from mrcnn import boxes, graph_ops, images, tf_ops
 from mrcnn.layers import box_ops
 from mrcnn.layers.detection_targets import _nonzero_rows
 
@@ -59,7 +59,7 @@ TWINS = {
         lambda rng: (boxes.norm_boxes(_pixel_boxes(rng, 9, SHAPE), SHAPE), SHAPE), "equal"),
     "non_max_suppression": (
         lambda b, s, t: boxes.non_max_suppression(b, s, t),
-        lambda b, s, t: graph_ops.non_max_suppression(b, s, len(b), t),
+        lambda b, s, t: tf_ops.non_max_suppression(b, s, len(b), t),
         lambda rng: (_boxes(rng, 30), rng.permutation(30).astype(np.float32), 0.3), "equal"),
     "trim_zeros/_nonzero_rows": (
         boxes.trim_zeros,

@@ -3,6 +3,7 @@ import keras
 import numpy as np
 import pytest
 
+from mrcnn import graph_ops
 from mrcnn.images import compose_image_meta, parse_image_meta
 from mrcnn.layers.detection_targets import PositiveRows
 from mrcnn.layers.wiring import (BatchConstant, DetectionBoxes, NormalizeBoxes, NormalizeWindow,
@@ -79,21 +80,24 @@ def test_detection_boxes_takes_the_box_columns():
     assert_serialization_round_trip(DetectionBoxes(name="detection_boxes"))
 
 
-@pytest.mark.parametrize("positives", [[3, 1], [0, 0], [5, 5]])
-def test_positive_rows_keeps_the_largest_positive_count(positives):
-    T = 5
+@pytest.mark.parametrize("positives", [[3, 1], [0, 0], [4, 4]])
+def test_positive_rows_keeps_every_positive(positives):
+    """TensorFlow cuts to the largest positive count (>= 1); static-shape backends
+    (JAX) keep the first max_rows rows, the most positives an image can have."""
+    T, max_rows = 5, 4
     class_ids = np.zeros((2, T), np.int32)
     for b, n in enumerate(positives):  # DetectionTargetLayer's order: positives first
         class_ids[b, :n] = b + 1
     rois = np.random.default_rng(1).random((2, T, 4)).astype(np.float32)
     masks = np.random.default_rng(2).random((2, T, 3, 3)).astype(np.float32)
     out_rois, out_ids, out_masks = [keras.ops.convert_to_numpy(t) for t in
-                                    PositiveRows()([class_ids, rois, masks])]
-    n = max(max(positives), 1)
+                                    PositiveRows(max_rows)([class_ids, rois, masks])]
+    n = max(max(positives), 1) if graph_ops.uses_tensorflow_kernels() else max_rows
     np.testing.assert_array_equal(out_rois, rois[:, :n])
     np.testing.assert_array_equal(out_ids, class_ids[:, :n])
     np.testing.assert_array_equal(out_masks, masks[:, :n])
-    assert_serialization_round_trip(PositiveRows(name="mask_rows"))
+    assert_serialization_round_trip(PositiveRows(max_rows, name="mask_rows"))
+    assert PositiveRows.from_config(PositiveRows(max_rows).get_config()).max_rows == max_rows
 
 
 def test_normalize_window_matches_norm_boxes_of_the_molded_shape():

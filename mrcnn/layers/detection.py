@@ -30,8 +30,8 @@ class DetectionLayer(keras.layers.Layer):
         # Scores, delta decoding, NMS and image meta need float32 under any mixed policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        # NMS and its dynamic shapes are not XLA-compilable.
-        self.supports_jit = False
+        # TensorFlow's NMS/crop kernels are not XLA-compilable; the portable ops are.
+        self.supports_jit = not graph_ops.uses_tensorflow_kernels()
         if int(max_instances) < 1:
             raise ValueError(f"DetectionLayer: max_instances must be >= 1, got {max_instances!r}")
         if not 0.0 <= float(min_confidence) <= 1.0:

@@ -5,10 +5,15 @@ from keras import ops
 from mrcnn import graph_ops
 from mrcnn.layers import box_ops
 
-__all__ = ["DetectionTargetLayer", "PositiveRows"]
+__all__ = ["DetectionTargetLayer", "PositiveRows", "max_positive_rois"]
 
 # Matterport's threshold (not a Config attribute there either).
 POSITIVE_IOU = 0.5
+
+
+def max_positive_rois(train_rois_per_image, roi_positive_ratio):
+    """Most positive ROIs an image contributes (Matterport's ``int(T * ratio)``)."""
+    return int(train_rois_per_image * roi_positive_ratio)
 
 
 def _nonzero_rows(boxes):
@@ -87,8 +92,8 @@ class DetectionTargetLayer(keras.layers.Layer):
         # IoU, delta targets and mask crops need float32 under any mixed policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        # Not verified under XLA (crop_and_resize, seeded sampling): keep it out.
-        self.supports_jit = False
+        # TensorFlow's NMS/crop kernels are not XLA-compilable; the portable ops are.
+        self.supports_jit = not graph_ops.uses_tensorflow_kernels()
         if int(train_rois_per_image) < 1:
             raise ValueError(f"DetectionTargetLayer: train_rois_per_image must be >= 1, "
                              f"got {train_rois_per_image!r}")
@@ -161,7 +166,7 @@ class DetectionTargetLayer(keras.layers.Layer):
         pos_order = _first_k_order(positive, keys)
         neg_order = _first_k_order(negative, keys)
 
-        positive_cap = int(T * self.roi_positive_ratio)
+        positive_cap = max_positive_rois(T, self.roi_positive_ratio)
         num_pos = ops.minimum(ops.sum(ops.cast(positive, "int32"), axis=1), positive_cap)
         # float32 like Matterport: int(r * P) - P with r = 1 / ratio.
         r = 1.0 / self.roi_positive_ratio
@@ -246,15 +251,24 @@ class PositiveRows(keras.layers.Layer):
     statistics are the closer match.
     """
 
-    def __init__(self, **kwargs):
+    def __init__(self, max_rows=None, **kwargs):
         kwargs.setdefault("dtype", "float32")  # ROI boxes: float32 under any mixed policy
         super().__init__(**kwargs)
+        if max_rows is not None and int(max_rows) < 1:
+            raise ValueError(f"PositiveRows: max_rows must be >= 1 or None, got {max_rows!r}")
+        self.max_rows = None if max_rows is None else int(max_rows)
 
     def call(self, inputs):
         class_ids, rois, masks = inputs
-        positives = ops.sum(ops.cast(class_ids > 0, "int32"), axis=1)
-        n = ops.maximum(ops.max(positives), 1)
+        if not graph_ops.uses_tensorflow_kernels():
+            n = rois.shape[1] if self.max_rows is None else min(self.max_rows, rois.shape[1])
+        else:
+            positives = ops.sum(ops.cast(class_ids > 0, "int32"), axis=1)
+            n = ops.maximum(ops.max(positives), 1)
         return [rois[:, :n], class_ids[:, :n], masks[:, :n]]
+
+    def get_config(self):
+        return {**super().get_config(), "max_rows": self.max_rows}
 
     def compute_output_spec(self, inputs):
         class_ids, rois, masks = inputs

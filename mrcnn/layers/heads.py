@@ -10,6 +10,7 @@ import keras
 from keras import layers, ops
 
 from mrcnn.layers.backbone import BatchNorm, _check_train_bn
+from mrcnn.layers.conv_as_matmul import PatchDeconv2D, WholeMapConv2D
 
 # The heads' output layers (logits, softmax, box deltas, mask sigmoid) compute in
 # float32 under any mixed-precision policy: they are cheap, and scores, deltas and
@@ -95,8 +96,8 @@ def _pooled_shape(pooled, caller):
     return shape[2:]
 
 
-def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, frozen, padding):
-    x = layers.Conv2D(filters, kernel_size, padding=padding, name=conv_name)(x)
+def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, frozen, padding, conv=layers.Conv2D):
+    x = conv(filters, kernel_size, padding=padding, name=conv_name)(x)
     x = BatchNorm(frozen=frozen, name=bn_name)(x)
     return layers.Activation("relu")(x)
 
@@ -120,7 +121,7 @@ def classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024):
     x = MergeRoiDim(name="mrcnn_class_merge_rois")(pooled)
     # A ph x pw valid conv on a ph x pw map is a fully connected layer.
     x = _conv_bn_relu(x, fc_layers_size, (ph, pw), "mrcnn_class_conv1", "mrcnn_class_bn1",
-                      frozen, "valid")
+                      frozen, "valid", conv=WholeMapConv2D)
     x = _conv_bn_relu(x, fc_layers_size, (1, 1), "mrcnn_class_conv2", "mrcnn_class_bn2",
                       frozen, "valid")
     x = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
@@ -149,8 +150,7 @@ def mask_head(pooled, num_classes, train_bn=False):
     for i in range(1, 5):
         x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}",
                           frozen, "same")
-    x = layers.Conv2DTranspose(256, (2, 2), strides=2, activation="relu",
-                               name="mrcnn_mask_deconv")(x)
+    x = PatchDeconv2D(256, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = layers.Conv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask",
                       dtype=OUTPUT_DTYPE)(x)
     return SplitRoiDim(name="mrcnn_mask_split_rois", dtype=OUTPUT_DTYPE)([x, pooled])

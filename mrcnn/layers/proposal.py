@@ -27,8 +27,8 @@ class ProposalLayer(keras.layers.Layer):
         # Anchors, delta decoding and NMS need float32 under any mixed policy.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        # NMS and its dynamic shapes are not XLA-compilable.
-        self.supports_jit = False
+        # TensorFlow's NMS/crop kernels are not XLA-compilable; the portable ops are.
+        self.supports_jit = not graph_ops.uses_tensorflow_kernels()
         if int(proposal_count) < 1:
             raise ValueError(f"ProposalLayer: proposal_count must be >= 1, got {proposal_count!r}")
         if int(pre_nms_limit) < 1:

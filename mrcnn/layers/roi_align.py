@@ -82,8 +82,9 @@ class PyramidROIAlign(keras.layers.Layer):
         # features are cast to the next layer's precision by that layer.
         kwargs.setdefault("dtype", "float32")
         super().__init__(**kwargs)
-        # Boolean selection of each level's boxes has a dynamic shape XLA cannot compile.
-        self.supports_jit = False
+        # TensorFlow's kernels group the boxes by level (a data-dependent shape);
+        # the portable ops have static shapes and compile under XLA.
+        self.supports_jit = not graph_ops.uses_tensorflow_kernels()
         self.pool_shape = _pair(pool_shape, "PyramidROIAlign.pool_shape")
         if not isinstance(aligned, bool):
             raise ValueError(f"PyramidROIAlign.aligned: expected a bool, got {aligned!r}")
@@ -96,30 +97,18 @@ class PyramidROIAlign(keras.layers.Layer):
                 f"got {len(inputs)} inputs")
         boxes, image_shape, *feature_maps = inputs
         boxes = ops.stop_gradient(ops.cast(boxes, "float32"))
-        levels = roi_level(boxes, image_shape)
-
+        levels = ops.reshape(roi_level(boxes, image_shape) - PYRAMID_LEVELS[0], (-1,))
         num_boxes = boxes.shape[1] if boxes.shape[1] is not None else ops.shape(boxes)[1]
+        batch = ops.shape(boxes)[0]
         flat_boxes = ops.reshape(boxes, (-1, 4))
-        flat_levels = ops.reshape(levels, (-1,))
-        image_ix = ops.zeros_like(levels) + ops.expand_dims(
-            ops.arange(ops.shape(levels)[0], dtype="int32"), -1)
-        flat_image_ix = ops.reshape(image_ix, (-1,))
-
-        pooled, order = [], []
-        for level, feature_map in zip(PYRAMID_LEVELS, feature_maps):
-            ix = ops.nonzero(ops.equal(flat_levels, level))[0]
-            level_boxes = ops.take(flat_boxes, ix, axis=0)
-            level_image_ix = ops.take(flat_image_ix, ix, axis=0)
-            if self.aligned:
-                level_boxes = self._bin_centre_boxes(
-                    level_boxes, ops.take(image_shape, level_image_ix, axis=0),
-                    ops.shape(feature_map)[1:3])
-            pooled.append(graph_ops.crop_and_resize(
-                feature_map, level_boxes, level_image_ix, self.pool_shape))
-            order.append(ix)
-        pooled = ops.concatenate(pooled, axis=0)
-        # The boxes were grouped by level; invert that permutation.
-        pooled = ops.take(pooled, ops.argsort(ops.concatenate(order, axis=0)), axis=0)
+        image_ix = ops.reshape(ops.repeat(ops.arange(batch, dtype="int32"), num_boxes), (-1,))
+        if self.aligned:
+            feature_hw = ops.stack([ops.shape(f)[1:3] for f in feature_maps])  # [levels, 2]
+            flat_boxes = self._bin_centre_boxes(
+                flat_boxes, ops.take(image_shape, image_ix, axis=0),
+                ops.take(feature_hw, levels, axis=0))
+        pooled = graph_ops.pyramid_crop_and_resize(
+            feature_maps, flat_boxes, levels, image_ix, self.pool_shape)
         channels = feature_maps[0].shape[-1]
         if channels is None:
             channels = ops.shape(feature_maps[0])[-1]
@@ -129,13 +118,14 @@ class PyramidROIAlign(keras.layers.Layer):
     def _bin_centre_boxes(self, boxes, image_shape, feature_shape):
         """crop_and_resize boxes whose first/last samples are the first/last bin centres.
 
-        ``boxes [K, 4]`` normalized, ``image_shape [K, >=2]``, ``feature_shape (Hf, Wf)``.
+        ``boxes [K, 4]`` normalized, ``image_shape [K, >=2]``, ``feature_shape
+        int [K, 2]``: the ``(Hf, Wf)`` of the map each box is cropped from.
         """
         image_shape = ops.cast(image_shape, "float32")
         corners = []
         for axis in (0, 1):
             size = image_shape[:, axis]
-            cells = ops.cast(feature_shape[axis], "float32")
+            cells = ops.cast(feature_shape[:, axis], "float32")
             start = boxes[:, axis] * (size - 1.0)
             end = boxes[:, axis + 2] * (size - 1.0) + 1.0
             bins = self.pool_shape[axis]
