@@ -16,7 +16,8 @@ import numpy as np
 from mrcnn.boxes import compute_overlaps, trim_zeros
 from mrcnn.masks import compute_overlaps_masks
 
-__all__ = ["compute_matches", "compute_ap", "compute_ap_range", "compute_recall"]
+__all__ = ["compute_matches", "compute_ap", "compute_ap_range", "compute_recall",
+           "detections_reproduced"]
 
 
 def compute_matches(gt_boxes, gt_class_ids, gt_masks,
@@ -180,3 +181,23 @@ def compute_recall(pred_boxes, gt_boxes, iou):
     positive_ids = np.flatnonzero(iou_max >= iou)
     matched_gt = np.unique(overlaps.argmax(axis=1)[positive_ids])
     return len(matched_gt) / gt_boxes.shape[0], positive_ids
+
+
+def detections_reproduced(reference, other, iou_threshold=0.9):
+    """Which detections of `reference` `other` finds again: a detection of the same
+    class whose box has IoU >= `iou_threshold` with it (e.g. the same weights run in
+    float32 and in mixed_bfloat16, issue 13).
+
+    reference, other: one image's ``detect`` results, dicts with "rois" [N, (y1, x1,
+        y2, x2)] and "class_ids" [N].
+
+    Returns: bool [N of reference]. Any detection of `other` may reproduce several of
+    `reference` (after per-class NMS two boxes of one class rarely overlap that much).
+    """
+    boxes = _as_boxes(reference["rois"]).astype(np.float64)
+    other_boxes = _as_boxes(other["rois"]).astype(np.float64)
+    if not len(boxes) or not len(other_boxes):
+        return np.zeros(len(boxes), dtype=bool)
+    same_class = (np.asarray(reference["class_ids"]).reshape(-1)[:, None]
+                  == np.asarray(other["class_ids"]).reshape(-1)[None, :])
+    return np.any(same_class & (compute_overlaps(boxes, other_boxes) >= iou_threshold), axis=1)

@@ -4,7 +4,8 @@ import pytest
 from pycocotools import mask as mask_utils
 
 from mrcnn.boxes import extract_bboxes
-from mrcnn.metrics import compute_ap, compute_ap_range, compute_matches, compute_recall
+from mrcnn.metrics import (compute_ap, compute_ap_range, compute_matches, compute_recall,
+                           detections_reproduced)
 
 SHAPE = (32, 32)
 
@@ -237,3 +238,20 @@ def test_compute_recall_empty_inputs():
     assert compute_recall(np.zeros((0, 4)), gt, 0.5)[0] == 0.0
     recall, ids = compute_recall(gt, np.zeros((0, 4)), 0.5)
     assert recall == 1.0 and ids.size == 0
+
+
+def test_detections_reproduced_hand_computed():
+    # Reference boxes 10x10; the other set: IoU 90/100 = 0.9 (same class), IoU 0.8
+    # (same class), an exact copy of another class, nothing near the fourth.
+    reference = {"rois": np.array([[0, 0, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50],
+                                   [60, 60, 70, 70]]),
+                 "class_ids": np.array([1, 1, 2, 3])}
+    other = {"rois": np.array([[0, 0, 10, 9], [20, 20, 30, 28], [40, 40, 50, 50]]),
+             "class_ids": np.array([1, 1, 3])}
+    np.testing.assert_array_equal(detections_reproduced(reference, other),
+                                  [True, False, False, False])
+    np.testing.assert_array_equal(detections_reproduced(reference, other, iou_threshold=0.8),
+                                  [True, True, False, False])
+    empty = {"rois": np.zeros((0, 4)), "class_ids": np.zeros(0, int)}
+    assert detections_reproduced(reference, empty).tolist() == [False] * 4
+    assert detections_reproduced(empty, other).shape == (0,)

@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 from mrcnn import precision
-from mrcnn.boxes import compute_overlaps
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
+from mrcnn.metrics import detections_reproduced
 from mrcnn.model import MaskRCNN
 from mrcnn import training
 from mrcnn.training import SGDWithL2
@@ -217,12 +217,10 @@ def test_weight_files_load_across_precisions(detectors):
 
 def _matched(reference_boxes, boxes, reference_ids=None, ids=None, min_iou=0.9):
     """How many reference boxes have a box (of the same class) with IoU >= min_iou."""
-    if not len(reference_boxes) or not len(boxes):
-        return 0
-    hit = compute_overlaps(reference_boxes.astype(float), boxes.astype(float)) >= min_iou
-    if reference_ids is not None:
-        hit &= reference_ids[:, None] == ids[None, :]
-    return int(np.sum(np.any(hit, axis=1)))
+    def detections(found, class_ids):
+        return {"rois": found, "class_ids": np.zeros(len(found)) if class_ids is None else class_ids}
+    return int(np.sum(detections_reproduced(detections(reference_boxes, reference_ids),
+                                            detections(boxes, ids), min_iou)))
 
 
 def test_float32_and_bfloat16_outputs_of_the_same_weights_agree(detectors):
@@ -247,7 +245,7 @@ def test_float32_and_bfloat16_outputs_of_the_same_weights_agree(detectors):
     # Final detections (same class, box IoU >= 0.9): the heads of a 20-step model have
     # small margins between its many overlapping candidates, so bfloat16 rounding swaps
     # some (measured 86-91 % found again, 2026-12-02); a trained model is the place
-    # for the 95 % criterion (see benchmarks/). This catches gross breakage.
+    # for the 95 % criterion (tests/test_precision_agreement.py). This catches gross breakage.
     matched = total = 0
     for reference, low in zip(as_float32.detect(images), as_bf16.detect(images)):
         total += len(reference["class_ids"])
