@@ -12,15 +12,17 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 from mrcnn.model import MaskRCNN  # noqa: E402
-from tests.configs import ShapesTrainConfig  # noqa: E402
+from samples import precision_agreement as agreement  # noqa: E402
 
 
-class ParityConfig(ShapesTrainConfig):
-    IMAGES_PER_GPU = 1
+def parity_config():
+    """The inference config of tests/conftest.py's `agreement_checkpoint` (a confident
+    model: a barely trained one has near-tied RPN scores, whose order rounding decides)."""
+    return agreement.make_config("float32", inference=True)
 
 
 def main(weights, images_path, out_dir):
-    model = MaskRCNN("inference", ParityConfig(), out_dir)
+    model = MaskRCNN("inference", parity_config(), out_dir)
     model.load_weights(weights, by_name=True)
     images = np.load(images_path)
     results = {}

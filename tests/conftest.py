@@ -58,3 +58,19 @@ def trained(tmp_path_factory):
     history = model.train(train_set, val_set, learning_rate=config.LEARNING_RATE, epochs=3,
                           layers="all", verbose=0)
     return model, history.history, val_set
+
+
+@pytest.fixture(scope="session")
+def agreement_checkpoint(tmp_path_factory):
+    """A confident model: samples.precision_agreement's small GroupNorm model trained 960
+    steps in float32 on synthetic tinyvoc (see tests/test_precision_agreement.py for the
+    measurements behind the step count). ``(checkpoint path, held-out dataset, model_dir)``;
+    shared by the precision and backend comparisons, so it is trained once per run."""
+    from samples import precision_agreement as agreement
+
+    folder = tmp_path_factory.mktemp("agreement")
+    train_set, held_out = agreement.write_data(str(folder / "data"))
+    model_dir = str(folder / "logs")
+    checkpoint = agreement.train_float32(agreement.make_config(STEPS_PER_EPOCH=960),
+                                         train_set, model_dir, seed=0)
+    return checkpoint, held_out, model_dir

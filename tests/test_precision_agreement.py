@@ -16,18 +16,12 @@ import pytest
 
 from samples import precision_agreement as agreement
 
-STEPS = 960
-
 
 @pytest.fixture(scope="module")
-def detections(tmp_path_factory):
+def detections(agreement_checkpoint):
     """{precision: detect results on the held-out images} of one float32-trained
-    checkpoint, and the held-out dataset."""
-    folder = tmp_path_factory.mktemp("agreement")
-    train_set, held_out = agreement.write_data(str(folder / "data"))
-    model_dir = str(folder / "logs")
-    checkpoint = agreement.train_float32(agreement.make_config(STEPS_PER_EPOCH=STEPS),
-                                         train_set, model_dir, seed=0)
+    checkpoint (tests/conftest.py), and the held-out dataset."""
+    checkpoint, held_out, model_dir = agreement_checkpoint
     found = {precision: agreement.detect(checkpoint, agreement.make_config(precision, inference=True),
                                          held_out, model_dir)
              for precision in ("float32", "mixed_bfloat16")}
