@@ -11,6 +11,10 @@ import tensorflow as tf
 
 cpu = tf.config.list_physical_devices("CPU")[0]
 tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+# Deterministic kernels: without them, threaded gradient accumulations once left the two
+# runs' weights 1.7e-5 apart (a full CI run, 2026-12-02; 6e-8 to 1.2e-7 with them), which
+# is kernel noise, not what this check is about (how the global batch is split and summed).
+tf.config.experimental.enable_op_determinism()
 
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
