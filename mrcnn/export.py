@@ -25,6 +25,7 @@ TensorFlow is imported lazily, inside the functions, so importing ``mrcnn`` neve
 needs it. The in-graph pre/post-processing mirrors ``network_io`` (host side)
 step by step; ``tests/test_export.py`` checks the two against each other.
 """
+import contextlib
 import os
 import shutil
 import tempfile
@@ -71,8 +72,8 @@ def export_model(model, path, format="saved_model", class_names=None):
                                      os.path.join(work, "model.onnx"))
         else:
             result = os.path.join(work, "saved_model")
-            build_serving_archive(model.keras_model, config, names).write_out(
-                result, verbose=False)
+            _write_saved_model(model.keras_model, config, names, result,
+                               builtins_only=format == "tflite")
         if format == "tflite":
             result = convert_to_tflite(result, os.path.join(work, "model.tflite"))
         if os.path.isdir(path) and not os.path.islink(path):
@@ -97,6 +98,11 @@ def _check_replaceable(path, format):
 
 
 def _check_exportable(config, format):
+    if format == "tflite" and config.PRECISION != "float32":
+        raise ConfigError(f"export: PRECISION={config.PRECISION!r}; TFLite's builtin kernels "
+                          f"have no bfloat16 (float16 only in a few), so the TFLite export is "
+                          f"float32 only: build the model with PRECISION='float32' (the same "
+                          f"weights load) or export a SavedModel")
     if format == "onnx":
         if config.PRECISION != "float32":
             raise ConfigError(f"export: PRECISION={config.PRECISION!r}; the ONNX export is "
@@ -110,19 +116,28 @@ def _check_exportable(config, format):
                           f"signature takes RGB images [H, W, 3]")
 
 
-def convert_to_tflite(saved_model_dir, tflite_path):
-    """Convert a SavedModel written by `export_model` into a TFLite file.
+def _write_saved_model(keras_model, config, class_names, path, builtins_only=False):
+    """The serving archive written to `path`. builtins_only: traced for TFLite's
+    builtin ops, i.e. with ``graph_ops.portable()`` (NMS and ROI Align in keras.ops,
+    static shapes) and float32 pre/post-processing."""
+    from mrcnn import graph_ops
 
-    Ops without a TFLite builtin (NMS with padding, crop-and-resize, ...) run
-    through TF-Select, so the interpreter needs the Flex delegate (bundled with
-    the full ``tensorflow`` pip package's ``tf.lite.Interpreter``).
-    """
+    tracing = graph_ops.portable() if builtins_only else contextlib.nullcontext()
+    with tracing:
+        archive = build_serving_archive(keras_model, config, class_names,
+                                        float_dtype="float32" if builtins_only else "float64")
+        archive.write_out(path, verbose=False)
+
+
+def convert_to_tflite(saved_model_dir, tflite_path):
+    """Convert the ``serving_default`` signature of a SavedModel written with
+    ``_write_saved_model(..., builtins_only=True)`` into a TFLite file of builtin
+    ops only, so any TFLite/LiteRT interpreter runs it (no Flex delegate)."""
     import tensorflow as tf
 
     converter = tf.lite.TFLiteConverter.from_saved_model(
         saved_model_dir, signature_keys=["serving_default"])
-    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS,
-                                           tf.lite.OpsSet.SELECT_TF_OPS]
+    converter.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS]
     with open(tflite_path, "wb") as f:
         f.write(converter.convert())
     return tflite_path
@@ -164,10 +179,7 @@ def _function_to_onnx(function, signature):
     import onnx
     tf2onnx = _import_tf2onnx()
 
-    # opset 18 is the first with BitwiseAnd, part of Keras' float argmax (see below).
-    model_proto, _ = tf2onnx.convert.from_function(
-        function, input_signature=signature, opset=18,
-        custom_op_handlers={"Bitcast": (_sign_bit_of_float, [])})
+    model_proto, _ = tf2onnx.convert.from_function(function, input_signature=signature, opset=18)
     try:
         onnx.checker.check_model(model_proto)
     except onnx.checker.ValidationError as err:
@@ -176,41 +188,14 @@ def _function_to_onnx(function, signature):
     return model_proto
 
 
-def _sign_bit_of_float(ctx, node, name, args):
-    """tf2onnx handler for Bitcast, found only in Keras' TF ``ops.argmax``, which
-    tests for -0.0 with ``bitwise_and(bitcast(x, int32), INT32_MIN) < 0`` (its
-    ``signbit``); ONNX opset 18 has no bitcast. Only the sign bit is read there,
-    so the bitcast becomes ``INT32_MIN if 1 / x < 0 else 0`` (1 / -0.0 = -inf), which
-    gives the same result; any other use of Bitcast is refused."""
-    from tf2onnx import utils
-
-    sign_mask = np.iinfo(np.int32).min
-    for consumer in ctx.find_output_consumers(node.output[0]):
-        masks = [inp for inp in consumer.inputs if inp is not None and inp.is_const()]
-        if consumer.type != "BitwiseAnd" or not any(
-                np.all(m.get_tensor_value(as_list=False) == sign_mask) for m in masks):
-            raise NotImplementedError(f"ONNX export: Bitcast {name} feeds {consumer.type} "
-                                      f"{consumer.name}, not a sign-bit test")
-
-    def const(label, value):
-        return ctx.make_const(utils.make_name(f"{name}_{label}"), value).output[0]
-
-    reciprocal = ctx.make_node("Div", [const("one", np.array(1, np.float32)), node.input[0]])
-    negative = ctx.make_node("Less", [reciprocal.output[0], const("zero", np.array(0, np.float32))])
-    node.type = "Where"
-    for attribute in list(node.attr):
-        del node.attr[attribute]
-    ctx.replace_inputs(node, [negative.output[0], const("sign", np.array(sign_mask, np.int32)),
-                              const("none", np.array(0, np.int32))])
-
-
-def build_serving_archive(keras_model, config, class_names):
+def build_serving_archive(keras_model, config, class_names, float_dtype="float64"):
     """A ``keras.export.ExportArchive`` holding the model's variables and the
-    ``serving_default`` and ``class_names`` endpoints."""
+    ``serving_default``, ``serving_batch`` and ``class_names`` endpoints.
+    float_dtype: of the pre/post-processing arithmetic (see ``_ServingConstants``)."""
     import keras
     import tensorflow as tf
 
-    constants = _ServingConstants(config)
+    constants = _ServingConstants(config, float_dtype)
     names = tf.constant(list(class_names))
 
     def serve(image):
@@ -234,7 +219,10 @@ class _ServingConstants:
     are one fixed array: a constant of the exported graph (not a layer config).
     """
 
-    def __init__(self, config):
+    def __init__(self, config, float_dtype="float64"):
+        # float64 mirrors the host code's Python/numpy floats; TFLite has no float64
+        # arithmetic, so its graph computes the same steps in float32.
+        self.float = float_dtype
         self.min_dim = config.IMAGE_MIN_DIM or 0
         self.max_dim = int(config.IMAGE_MAX_DIM)
         self.min_scale = config.IMAGE_MIN_SCALE or 0
@@ -255,10 +243,11 @@ def _network_inputs(image, constants):
     original_shape = tf.shape(image)
     molded, window, scale = _mold(image, constants)
     size = constants.max_dim
+    real = constants.float
     meta = tf.concat([
-        tf.zeros([1], tf.float64), tf.cast(original_shape, tf.float64),
-        tf.constant([size, size, 3], tf.float64), tf.cast(window, tf.float64), scale[None],
-        tf.zeros([constants.num_classes], tf.float64)], axis=0)
+        tf.zeros([1], real), tf.cast(original_shape, real),
+        tf.constant([size, size, 3], real), tf.cast(window, real), scale[None],
+        tf.zeros([constants.num_classes], real)], axis=0)
     return molded, tf.cast(meta, tf.float32), window, original_shape
 
 
@@ -275,7 +264,7 @@ def _detect_one(keras_model, constants, image):
     """uint8 [H, W, C] -> detect()'s dict for that image, all in-graph."""
     molded, meta, window, original_shape = _network_inputs(image, constants)
     detections, mrcnn_mask = _run_network(keras_model, constants, molded[None], meta[None])
-    return _unmold(detections[0], mrcnn_mask[0], original_shape, window, constants.max_dim)
+    return _unmold(detections[0], mrcnn_mask[0], original_shape, window, constants)
 
 
 def _detect_batch(keras_model, constants, images):
@@ -292,7 +281,7 @@ def _detect_batch(keras_model, constants, images):
     limit = constants.max_instances
 
     def unmold_padded(args):
-        result = _unmold(*args, constants.max_dim)
+        result = _unmold(*args, constants)
         pad = limit - tf.shape(result["scores"])[0]
         return {"rois": tf.pad(result["rois"], [[0, pad], [0, 0]]),
                 "class_ids": tf.pad(result["class_ids"], [[0, pad]]),
@@ -318,34 +307,36 @@ def _to_rgb(image):
     channels = tf.shape(image)[2]
     tf.debugging.assert_less_equal(channels, 4, message="image must have 1, 2, 3 or 4 channels")
     rgb = tf.cond(channels < 3, lambda: tf.tile(image[:, :, :1], [1, 1, 3]), lambda: image[:, :, :3])
-    return tf.ensure_shape(rgb, [None, None, 3])
+    # A reshape, not tf.ensure_shape (no TFLite builtin), states the 3 channels.
+    return tf.reshape(rgb, tf.stack([tf.shape(rgb)[0], tf.shape(rgb)[1], 3]))
 
 
 def _mold(image, constants):
     """Matterport's "square" resize (skimage's bilinear, rounded to uint8; an
     identity when the scale is 1), centred zero padding to IMAGE_MAX_DIM, minus MEAN_PIXEL.
 
-    Returns molded float32 [S, S, 3], window int32 (y1, x1, y2, x2), scale float64.
+    Returns molded float32 [S, S, 3], window int32 (y1, x1, y2, x2), scale (constants.float).
     """
     import tensorflow as tf
 
-    h = tf.cast(tf.shape(image)[0], tf.float64)
-    w = tf.cast(tf.shape(image)[1], tf.float64)
-    # images._choose_scale, in float64 like Python's floats.
-    scale = tf.maximum(tf.constant(1.0, tf.float64), constants.min_dim / tf.minimum(h, w))
-    scale = tf.maximum(scale, tf.constant(float(constants.min_scale), tf.float64))
+    real = constants.float
+    h = tf.cast(tf.shape(image)[0], real)
+    w = tf.cast(tf.shape(image)[1], real)
+    # images._choose_scale (Python floats there).
+    scale = tf.maximum(tf.constant(1.0, real), constants.min_dim / tf.minimum(h, w))
+    scale = tf.maximum(scale, tf.constant(float(constants.min_scale), real))
     long_side = tf.maximum(h, w)
     scale = tf.where(tf.round(long_side * scale) > constants.max_dim,
                      constants.max_dim / long_side, scale)
     new_h = tf.cast(tf.round(h * scale), tf.int32)
     new_w = tf.cast(tf.round(w * scale), tf.int32)
-    resized = _resize_bilinear(tf.cast(image, tf.float64), new_h, new_w)
+    resized = _resize_bilinear(tf.cast(image, real), new_h, new_w)
     resized = tf.cast(tf.clip_by_value(tf.round(resized), 0, 255), tf.float32)
     top = (constants.max_dim - new_h) // 2
     left = (constants.max_dim - new_w) // 2
     padded = tf.pad(resized, [[top, constants.max_dim - new_h - top],
                               [left, constants.max_dim - new_w - left], [0, 0]])
-    molded = tf.ensure_shape(padded - constants.mean_pixel, [constants.max_dim, constants.max_dim, 3])
+    molded = tf.reshape(padded - constants.mean_pixel, [constants.max_dim, constants.max_dim, 3])
     window = tf.stack([top, left, top + new_h, left + new_w])
     return molded, window, scale
 
@@ -365,10 +356,14 @@ def _interpolation_matrix(positions, valid, in_size):
     def one_hot(index):
         # tf.one_hot as a comparison: tf2onnx converts OneHot only with a constant
         # depth and 1-D indices, and here the depth is the image size, the indices 2-D.
-        return tf.cast(tf.equal(index[..., None], taps), positions.dtype)
+        return tf.cast(tf.equal(last_axis(index), taps), positions.dtype)
 
-    weights = one_hot(low) * (1.0 - frac)[..., None] + one_hot(low + 1) * frac[..., None]
-    return weights * tf.cast(valid, positions.dtype)[..., None]
+    # tf.expand_dims, not x[..., None]: TFLite's StridedSlice has no new axes.
+    def last_axis(x):
+        return tf.expand_dims(x, -1)
+
+    weights = one_hot(low) * last_axis(1.0 - frac) + one_hot(low + 1) * last_axis(frac)
+    return weights * last_axis(tf.cast(valid, positions.dtype))
 
 
 def _grid_positions(out_size, in_size, dtype):
@@ -380,19 +375,19 @@ def _grid_positions(out_size, in_size, dtype):
 
 
 def _resize_bilinear(image, new_h, new_w):
-    """float64 [H, W, C] -> [new_h, new_w, C], as ``skimage.transform.resize``
+    """float [H, W, C] -> [new_h, new_w, C], as ``skimage.transform.resize``
     (order=1, mode="constant", anti_aliasing=False)."""
     import tensorflow as tf
 
     h, w = tf.shape(image)[0], tf.shape(image)[1]
-    rows = _interpolation_matrix(_grid_positions(new_h, h, tf.float64),
+    rows = _interpolation_matrix(_grid_positions(new_h, h, image.dtype),
                                  tf.ones([new_h], tf.bool), h)
-    cols = _interpolation_matrix(_grid_positions(new_w, w, tf.float64),
+    cols = _interpolation_matrix(_grid_positions(new_w, w, image.dtype),
                                  tf.ones([new_w], tf.bool), w)
     return tf.einsum("yh,hwc,xw->yxc", rows, image, cols)
 
 
-def _unmold(detections, mrcnn_mask, original_shape, window, size):
+def _unmold(detections, mrcnn_mask, original_shape, window, constants):
     """``network_io.unmold_detections`` in-graph: keep the rows before the first
     zero class id, map boxes to original pixels, drop empty boxes, paste masks."""
     import tensorflow as tf
@@ -400,30 +395,30 @@ def _unmold(detections, mrcnn_mask, original_shape, window, size):
     class_ids = tf.cast(detections[:, 4], tf.int32)
     rows = tf.range(tf.shape(detections)[0])
     count = tf.reduce_min(tf.where(tf.equal(class_ids, 0), rows, tf.shape(detections)[0]))
-    detections = tf.cast(detections[:count], tf.float64)
+    detections = tf.cast(detections[:count], constants.float)
     class_ids = class_ids[:count]
-    boxes = _window_to_original(detections[:, :4], window, size, original_shape)
+    boxes = _window_to_original(detections[:, :4], window, constants.max_dim, original_shape)
     keep = tf.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[:, 0]
     boxes = tf.gather(boxes, keep)
     class_ids = tf.gather(class_ids, keep)
     scores = tf.cast(tf.gather(detections[:, 5], keep), tf.float32)
     masks = tf.gather(mrcnn_mask[:count], keep)  # [n, h, w, num_classes]
     masks = tf.gather(tf.transpose(masks, [0, 3, 1, 2]), class_ids, axis=1, batch_dims=1)
-    full = _paste_masks(tf.cast(masks, tf.float64), boxes, original_shape[0], original_shape[1])
+    full = _paste_masks(tf.cast(masks, constants.float), boxes, original_shape[0], original_shape[1])
     return {"rois": tf.cast(boxes, tf.int32), "class_ids": class_ids, "scores": scores,
             "masks": tf.transpose(full, [1, 2, 0])}
 
 
 def _window_to_original(boxes, window, size, original_shape):
-    """``network_io.window_to_original`` (norm_boxes / denorm_boxes) in float64."""
+    """``network_io.window_to_original`` (norm_boxes / denorm_boxes) in boxes' dtype."""
     import tensorflow as tf
 
-    window = tf.cast(window, tf.float64)
-    shift_one = tf.constant([0.0, 0.0, 1.0, 1.0], tf.float64)
+    window = tf.cast(window, boxes.dtype)
+    shift_one = tf.constant([0.0, 0.0, 1.0, 1.0], boxes.dtype)
     wy1, wx1, wy2, wx2 = tf.unstack((window - shift_one) / (size - 1.0))
     shift = tf.stack([wy1, wx1, wy1, wx1])
     extent = tf.stack([wy2 - wy1, wx2 - wx1, wy2 - wy1, wx2 - wx1])
-    hw = tf.cast(original_shape[:2], tf.float64)
+    hw = tf.cast(original_shape[:2], boxes.dtype)
     return tf.round((boxes - shift) / extent * (tf.tile(hw, [2]) - 1.0) + shift_one)
 
 
@@ -435,10 +430,10 @@ def _paste_masks(masks, boxes, height, width):
     mask_h, mask_w = tf.shape(masks)[1], tf.shape(masks)[2]
 
     def axis_weights(start, stop, length, in_size):
-        pixel = tf.cast(tf.range(length), tf.float64)[None]  # [1, length]
-        extent = (stop - start)[:, None]
-        positions = (pixel - start[:, None] + 0.5) * (tf.cast(in_size, tf.float64) / extent) - 0.5
-        inside = (pixel >= start[:, None]) & (pixel < stop[:, None])
+        pixel = tf.expand_dims(tf.cast(tf.range(length), boxes.dtype), 0)  # [1, length]
+        start, stop = tf.expand_dims(start, 1), tf.expand_dims(stop, 1)  # [n, 1]
+        positions = (pixel - start + 0.5) * (tf.cast(in_size, boxes.dtype) / (stop - start)) - 0.5
+        inside = (pixel >= start) & (pixel < stop)
         return _interpolation_matrix(tf.where(inside, positions, 0.0), inside, in_size)
 
     rows = axis_weights(boxes[:, 0], boxes[:, 2], height, mask_h)  # [n, H, h]

@@ -16,6 +16,7 @@ from mrcnn import portable_ops
 __all__ = [
     "uses_tensorflow_kernels",
     "portable",
+    "argmax_last_axis",
     "non_max_suppression_padded",
     "per_class_non_max_suppression",
     "crop_and_resize",
@@ -57,6 +58,12 @@ def _tf_ops():
 
 def _ops():
     return _tf_ops() if uses_tensorflow_kernels() else portable_ops
+
+
+def argmax_last_axis(x):
+    """int32 index of the largest value along the last axis, the first of ties
+    (``tf_ops.argmax_last_axis``)."""
+    return _ops().argmax_last_axis(x)
 
 
 def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold):

@@ -13,6 +13,7 @@ Boxes are ``(y1, x1, y2, x2)``.
 from keras import ops
 
 __all__ = [
+    "argmax_last_axis",
     "non_max_suppression_padded",
     "per_class_non_max_suppression",
     "crop_and_resize",
@@ -22,6 +23,16 @@ __all__ = [
 
 # Pixels; see _crop_from_table.
 BORDER_SLACK = 1e-3
+
+
+def argmax_last_axis(x):
+    """int32 index of the largest value along the last axis (the first of equal
+    ones), from max, equal and min. Keras' TensorFlow ``ops.argmax`` tests floats
+    for -0.0 with a bitcast and a bitwise and, which TFLite has no builtin for."""
+    size = x.shape[-1] if x.shape[-1] is not None else ops.shape(x)[-1]
+    positions = ops.arange(size, dtype="int32")
+    is_best = ops.equal(x, ops.max(x, axis=-1, keepdims=True))
+    return ops.min(ops.where(is_best, positions, size), axis=-1)
 
 
 def _iou_with_one(box, boxes):

@@ -14,6 +14,7 @@ import numpy as np
 import tensorflow as tf
 
 __all__ = [
+    "argmax_last_axis",
     "non_max_suppression",
     "non_max_suppression_padded",
     "per_class_non_max_suppression",
@@ -26,6 +27,11 @@ __all__ = [
     "replicas_span_workers",
     "make_deterministic",
 ]
+
+
+def argmax_last_axis(x):
+    """int32 index of the largest value along the last axis (``tf.math.argmax``)."""
+    return tf.math.argmax(x, axis=-1, output_type=tf.int32)
 
 
 def non_max_suppression(boxes, scores, max_output_size, iou_threshold):

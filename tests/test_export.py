@@ -168,9 +168,7 @@ def assert_same_detections(expected, served, min_mask_iou=0.99):
     assert served["rois"].dtype == np.int32 and served["class_ids"].dtype == np.int32
     assert served["masks"].shape == expected["masks"].shape
     for i in range(expected["masks"].shape[-1]):
-        a, b = expected["masks"][..., i], served["masks"][..., i].astype(bool)
-        union = np.logical_or(a, b).sum()
-        iou = np.logical_and(a, b).sum() / union if union else 1.0
+        iou = _mask_iou(expected["masks"][..., i], served["masks"][..., i])
         assert iou >= min_mask_iou, f"mask {i}: IoU {iou:.4f}"
 
 
@@ -383,6 +381,9 @@ def test_export_rejects_what_the_serving_graph_cannot_do(model, tmp_path):
                                                  {"PRECISION": "mixed_bfloat16"})())
     with pytest.raises(ConfigError, match="float32 only"):
         exporter.export_model(bfloat16, str(tmp_path / "x.onnx"), format="onnx")
+    with pytest.raises(ConfigError, match="TFLite export is float32 only"):
+        exporter.export_model(bfloat16, str(tmp_path / "x.tflite"), format="tflite")
+    assert not os.listdir(tmp_path)  # nothing written, not even a temporary folder
 
 
 def test_onnx_export_names_the_missing_converter(model, tmp_path, monkeypatch):
@@ -390,28 +391,6 @@ def test_onnx_export_names_the_missing_converter(model, tmp_path, monkeypatch):
     with pytest.raises(ImportError, match="pip install tf2onnx"):
         model.export(str(tmp_path / "model.onnx"), format="onnx")
     assert not os.path.exists(tmp_path / "model.onnx")
-
-
-def test_onnx_sign_bit_handler_keeps_keras_argmax_of_negative_zero():
-    """Keras' TF argmax ranks -0.0 below 0.0 (a sign-bit test through Bitcast); the
-    converted graph must too, and a Bitcast used otherwise must be refused."""
-    import tensorflow as tf
-    pytest.importorskip("tf2onnx")
-    onnxruntime = pytest.importorskip("onnxruntime")
-
-    def convert(fn):
-        spec = [tf.TensorSpec([None, 2], tf.float32, name="x")]
-        proto = exporter._function_to_onnx(tf.function(fn, input_signature=spec), spec)
-        return onnxruntime.InferenceSession(proto.SerializeToString(),
-                                            providers=["CPUExecutionProvider"])
-
-    x = np.array([[-0.0, 0.0], [0.0, -0.0], [-1.0, -0.0], [2.0, 3.0], [-0.0, -0.0]], np.float32)
-    expected = keras.ops.convert_to_numpy(keras.ops.argmax(x, axis=-1))
-    np.testing.assert_array_equal(expected, [1, 0, 1, 1, 0])  # -0.0 counts as below 0.0
-    session = convert(lambda t: keras.ops.argmax(t, axis=-1))
-    np.testing.assert_array_equal(session.run(None, {"x": x})[0], expected)
-    with pytest.raises(RuntimeError, match="Bitcast"):  # the handler refused it
-        convert(lambda t: tf.bitcast(t, tf.int32) + 1)
 
 
 def test_onnx_export_reproduces_detect_in_onnx_runtime(model, images, detected, tmp_path):
@@ -443,35 +422,58 @@ def test_onnx_export_reproduces_detect_in_onnx_runtime(model, images, detected, 
     assert total and matched >= 0.8 * total, f"{matched} of {total}"
 
 
-def test_tflite_export_converts_and_reproduces_detections_where_flex_runs(model, images, tmp_path):
-    """The TFLite file needs TF-Select (Flex) ops (CropAndResize of ROI Align, NMS,
-    float64 pre/post-processing). TensorFlow 2.21's tf.lite.Interpreter has no Flex
-    delegate linked, so running it is skipped there, with the interpreter's error."""
-    import tensorflow as tf
-
+def test_tflite_export_runs_builtin_ops_only_and_reproduces_detect(model, images, detected,
+                                                                   tmp_path):
+    """The TFLite file holds TFLite builtin ops only (NMS and ROI Align traced from
+    portable_ops, pre/post-processing in float32), so TensorFlow's stock
+    tf.lite.Interpreter runs it, here in a process that cannot import mrcnn. A detection
+    counts as reproduced with an equal box and class, its score within 1e-3 and mask
+    IoU >= 0.99: the float32 resize rounds a few pixels differently from skimage's float64
+    where the exact value is near .5, which moved this untrained model's scores by up
+    to 1e-4 on the 70x200 image (boxes unchanged)."""
     path = model.export(str(tmp_path / "model.tflite"), format="tflite", class_names=CLASS_NAMES)
     with open(path, "rb") as f:
         assert f.read(8)[4:8] == b"TFL3"  # the flatbuffer identifier of a TFLite model
-    interpreter = tf.lite.Interpreter(model_path=path)
-    signature = interpreter.get_signature_list()["serving_default"]
-    assert signature["inputs"] == ["image"]
-    assert sorted(signature["outputs"]) == ["class_ids", "masks", "rois", "scores"]
-    run = interpreter.get_signature_runner("serving_default")
-    try:
-        first = run(image=images[0])
-    except RuntimeError as err:
-        if "Flex delegate" not in str(err):
-            raise
-        pytest.skip(f"this tf.lite.Interpreter cannot run TF-Select ops: {str(err)[:160]}")
-    expected = model.detect(images)
+    np.savez(str(tmp_path / "images.npz"), *images)
+    outputs = str(tmp_path / "outputs.npz")
+    run_python(f"""
+import warnings
+import numpy as np, tensorflow as tf
+warnings.simplefilter("ignore")  # tf.lite.Interpreter's deprecation notice
+interpreter = tf.lite.Interpreter(model_path={path!r})
+signature = interpreter.get_signature_list()["serving_default"]
+assert signature["inputs"] == ["image"], signature
+assert sorted(signature["outputs"]) == ["class_ids", "masks", "rois", "scores"], signature
+run = interpreter.get_signature_runner("serving_default")
+images = np.load({str(tmp_path / "images.npz")!r})
+out = {{}}
+for i in range(len(images.files)):
+    for key, value in run(image=images[f"arr_{{i}}"]).items():
+        out[f"{{i}}/{{key}}"] = value
+np.savez({outputs!r}, **out)
+""", isolated=True)
+    served = np.load(outputs)
     matched = total = 0
-    for i, result in enumerate(expected):
-        served = first if i == 0 else run(image=images[i])
-        total += len(result["scores"])
-        for box, class_id in zip(result["rois"], result["class_ids"]):
-            matched += any((box == b).all() and class_id == c
-                           for b, c in zip(served["rois"], served["class_ids"]))
-    assert total and matched >= 0.95 * total
+    for i, expected in enumerate(detected):
+        result = {key: served[f"{i}/{key}"] for key in expected}
+        assert result["masks"].shape[:2] == images[i].shape[:2]
+        assert result["rois"].dtype == np.int32 and result["scores"].dtype == np.float32
+        total += len(expected["scores"])
+        for j in range(len(expected["scores"])):
+            same = [k for k in range(len(result["scores"]))
+                    if (result["rois"][k] == expected["rois"][j]).all()
+                    and result["class_ids"][k] == expected["class_ids"][j]
+                    and abs(result["scores"][k] - expected["scores"][j]) <= 1e-3
+                    and _mask_iou(result["masks"][..., k], expected["masks"][..., j]) >= 0.99]
+            matched += bool(same)
+    print(f"TFLite reproduced {matched} of {total} detections")
+    assert total and matched >= 0.95 * total, f"{matched} of {total}"
+
+
+def _mask_iou(a, b):
+    a, b = a.astype(bool), b.astype(bool)
+    union = np.logical_or(a, b).sum()
+    return np.logical_and(a, b).sum() / union if union else 1.0
 
 
 def test_tinyvoc_export_command_writes_a_bfloat16_saved_model_with_the_voc_names(tmp_path, capsys):

@@ -30,6 +30,17 @@ def _clustered_boxes(rng, n):
     return boxes
 
 
+def test_argmax_last_axis_is_numpy_argmax_first_of_ties(impl):
+    rng = np.random.default_rng(9)
+    probs = rng.random((2, 7, 5)).astype(np.float32)
+    probs[0, 0] = [0.1, 0.4, 0.4, 0.0, 0.4]  # ties: the first wins
+    probs[1, 3] = 0.0
+    probs[1, 4] = [0.0, -0.0, 0.0, 0.0, 0.0]
+    got = np.asarray(impl.argmax_last_axis(probs))
+    assert got.dtype == np.int32
+    np.testing.assert_array_equal(got, np.argmax(probs, axis=-1))
+
+
 @pytest.mark.skipif(not ON_TENSORFLOW, reason="the unpadded NMS is TensorFlow's kernel")
 def test_non_max_suppression_matches_greedy_reference():
     rng = np.random.default_rng(0)

@@ -50,7 +50,7 @@ class DetectionLayer(keras.layers.Layer):
         rois = ops.cast(rois, "float32")
         probs = ops.cast(mrcnn_class, "float32")
 
-        class_ids = ops.cast(ops.argmax(probs, axis=-1), "int32")
+        class_ids = graph_ops.argmax_last_axis(probs)
         scores = ops.take_along_axis(probs, class_ids[..., None], axis=-1)[..., 0]
         deltas = ops.take_along_axis(
             ops.cast(mrcnn_bbox, "float32"), class_ids[..., None, None], axis=2)[:, :, 0]
