@@ -100,8 +100,8 @@ def main():
                  median / batch.shape[0], best / batch.shape[0], None))
     tflite = model.export(os.path.join(work, "model.tflite"), format="tflite")
     interpreter = tf.lite.Interpreter(model_path=tflite, num_threads=os.cpu_count())
-    add_row("TFLite (builtin ops, tf.lite.Interpreter)",
-            interpreter.get_signature_runner("serving_default"))
+    run_tflite = interpreter.get_signature_runner("serving_default")
+    add_row("TFLite (builtin ops, tf.lite.Interpreter)", lambda im: run_tflite(image=im))
     onnx = _onnx_row(model, work, images, add_row)
     sizes = {"tflite_mib": os.path.getsize(tflite) / 2**20,
              "saved_model_mib": _folder_size(saved) / 2**20,

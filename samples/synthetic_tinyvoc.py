@@ -311,8 +311,12 @@ def main(argv=None):
     parser = argparse.ArgumentParser(description="Write a synthetic tinyvoc-format folder.")
     add_synth_arguments(parser)
     args = parser.parse_args(argv)
-    info = write_synthetic_tinyvoc(args.folder, n_train=args.train, n_test=args.test,
-                                   size=args.size, seed=args.seed, with_defects=not args.no_defects)
+    try:
+        info = write_synthetic_tinyvoc(args.folder, n_train=args.train, n_test=args.test,
+                                       size=args.size, seed=args.seed,
+                                       with_defects=not args.no_defects)
+    except ValueError as err:  # an impossible request, e.g. defects in 3 images
+        parser.error(f"{err} (or pass --no-defects)")
     print(json.dumps(info, indent=2))
 
 

@@ -453,8 +453,12 @@ def cmd_synth(args):
     """Writes a synthetic dataset in the tinyvoc layout."""
     from samples.synthetic_tinyvoc import write_synthetic_tinyvoc
 
-    info = write_synthetic_tinyvoc(args.folder, n_train=args.train, n_test=args.test,
-                                   size=args.size, seed=args.seed, with_defects=not args.no_defects)
+    try:
+        info = write_synthetic_tinyvoc(args.folder, n_train=args.train, n_test=args.test,
+                                       size=args.size, seed=args.seed,
+                                       with_defects=not args.no_defects)
+    except ValueError as err:  # an impossible request, e.g. defects in 3 images
+        raise InputError(f"synth: {err} (or pass --no-defects)") from None
     print(f"Wrote {info['train_images']} training and {info['test_images']} test images "
           f"to {args.folder}")
     return info

@@ -222,3 +222,11 @@ def test_unreadable_weights_file(data, capsys, tmp_path, content):
                 tmp_path / "logs", *SMALL, "--out", tmp_path / "submission.json")
     assert str(weights) in err
     assert not (tmp_path / "submission.json").exists()
+
+
+def test_synth_with_too_few_images_for_the_defects_is_a_message(capsys, tmp_path):
+    err = fails(capsys, "synth", tmp_path / "out", "--train", "3")
+    assert "n_train >= 7" in err and "--no-defects" in err
+    assert not (tmp_path / "out").exists()  # refused before writing anything
+    assert tinyvoc.main(["synth", str(tmp_path / "out"), "--train", "3", "--no-defects"])[
+        "train_images"] == 3
