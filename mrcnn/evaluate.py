@@ -284,7 +284,9 @@ def evaluate_coco(model, dataset, coco=None, eval_type=EVAL_TYPES, image_ids=Non
     verbose: print COCOeval's standard table for each type and the timing.
 
     Returns: {eval_type: {stat name: value}} with the 12 ``STAT_NAMES`` per type.
-    Only the evaluated images count (COCOeval's imgIds is set to them).
+    Only the evaluated images count (COCOeval's imgIds is set to them). An image that
+    cannot be read is left out with a warning naming it (as in ``make_submission``),
+    so one bad file does not cost the detections made so far.
     """
     eval_types = (eval_type,) if isinstance(eval_type, str) else tuple(eval_type)
     unknown = [t for t in eval_types if t not in EVAL_TYPES]
@@ -302,20 +304,37 @@ def evaluate_coco(model, dataset, coco=None, eval_type=EVAL_TYPES, image_ids=Non
     start = time.time()
     # A MaskRCNN's channel count; 3 (RGB) for other objects with detect().
     channels = getattr(getattr(model, "config", None), "IMAGE_CHANNEL_COUNT", 3)
-    images = (load_image_with_channels(dataset, i, channels) for i in image_ids)
+    evaluated, skipped = [], []
+
+    def readable_images():
+        for image_id, coco_id in zip(image_ids, coco_image_ids):
+            try:
+                image = load_image_with_channels(dataset, image_id, channels)
+            except (UserInputError, OSError) as err:  # undecodable or missing
+                skipped.append(f"{dataset.image_reference(image_id)} ({err})")
+                continue
+            evaluated.append(coco_id)  # in the order _detect_each hands results back
+            yield image
+
     results = []
-    for coco_id, (image, r) in zip(coco_image_ids, _detect_each(model, images, len(image_ids), progress)):
-        results.extend(detections_to_coco(coco_id, r, dataset, image_shape=image.shape))
+    detected = _detect_each(model, readable_images(), len(image_ids), progress)
+    for k, (image, r) in enumerate(detected):
+        results.extend(detections_to_coco(evaluated[k], r, dataset, image_shape=image.shape))
     detect_time = time.time() - start
+    if skipped:
+        warnings.warn(f"evaluate_coco: left out {len(skipped)} of {len(image_ids)} images that "
+                      f"could not be read: {'; '.join(skipped[:3])}", stacklevel=2)
+    if not evaluated:
+        raise UserInputError(f"evaluate_coco: none of the {len(image_ids)} images could be read")
 
     stats = {}
     for t in eval_types:
         if verbose:
-            print(f"\nCOCO {t} evaluation: {_count(len(image_ids), 'image')}, "
+            print(f"\nCOCO {t} evaluation: {_count(len(evaluated), 'image')}, "
                   f"{_count(len(results), 'detection')}")
-        stats[t] = run_cocoeval(coco, results, t, coco_image_ids, verbose=verbose)
+        stats[t] = run_cocoeval(coco, results, t, evaluated, verbose=verbose)
     if verbose:
-        print(f"Detection: {detect_time:.1f} s, {detect_time / len(image_ids):.3f} s per image; "
+        print(f"Detection: {detect_time:.1f} s, {detect_time / len(evaluated):.3f} s per image; "
               f"total {time.time() - start:.1f} s")
     return stats
 

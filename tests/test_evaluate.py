@@ -354,3 +354,27 @@ def test_ground_truth_fills_missing_area_and_bbox(clean):
         kinds.add("polygon" if isinstance(ann["segmentation"], list)
                   else "rle-" + type(ann["segmentation"]["counts"]).__name__)
     assert kinds == {"polygon", "rle-str", "rle-list"}
+
+
+def test_evaluation_leaves_out_an_unreadable_image_with_a_warning(clean, tmp_path):
+    """One undecodable file costs its own image only: the others are detected and scored
+    (perfectly, by ground-truth detections), and the warning names the file."""
+    import copy
+
+    from mrcnn.errors import UserInputError
+
+    _, dataset = clean
+    model = GroundTruthModel(dataset)
+    spoiled = copy.deepcopy(dataset)
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8\xffgarbage")
+    spoiled.image_info[1]["path"] = str(broken)
+    with pytest.warns(UserWarning, match="left out 1 of 8 images.*broken.jpg"):
+        stats = evaluate_coco(model, spoiled, progress=False, verbose=False)
+    _assert_perfect(stats["segm"])
+    _assert_perfect(stats["bbox"])
+
+    for info in spoiled.image_info:
+        info["path"] = str(broken)
+    with pytest.warns(UserWarning), pytest.raises(UserInputError, match="none of the 8 images"):
+        evaluate_coco(model, spoiled, progress=False, verbose=False)
