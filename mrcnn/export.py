@@ -161,7 +161,7 @@ def convert_to_onnx(keras_model, config, class_names, onnx_path):
     import tensorflow as tf
 
     constants = _ServingConstants(config)
-    signature = [tf.TensorSpec([None, None, None], tf.uint8, name="image")]
+    signature = _image_signature()
     serve = tf.function(lambda image: _detect_one(keras_model, constants, image),
                         input_signature=signature)
     model_proto = _function_to_onnx(serve, signature)
@@ -204,12 +204,19 @@ def build_serving_archive(keras_model, config, class_names, float_dtype="float64
     archive = keras.export.ExportArchive()
     archive.track(keras_model)
     archive.add_endpoint("serving_default", serve,
-                         input_signature=[tf.TensorSpec([None, None, None], tf.uint8, name="image")])
+                         input_signature=_image_signature())
     archive.add_endpoint("serving_batch", lambda images: _detect_batch(keras_model, constants, images),
                          input_signature=[tf.TensorSpec([None, None, None, None], tf.uint8,
                                                         name="images")])
     archive.add_endpoint("class_names", lambda: {"class_names": names}, input_signature=[])
     return archive
+
+
+def _image_signature():
+    """serving_default's input: one uint8 image [H, W, C] of any size."""
+    import tensorflow as tf
+
+    return [tf.TensorSpec([None, None, None], tf.uint8, name="image")]
 
 
 class _ServingConstants:

@@ -9,6 +9,13 @@ import math
 import numpy as np
 
 
+def mask_iou(a, b):
+    """IoU of two boolean masks of one size; 1 when both are empty (they are equal)."""
+    a, b = np.asarray(a, bool), np.asarray(b, bool)
+    union = np.logical_or(a, b).sum()
+    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
+
+
 def iou(a, b):
     """IoU of two boxes; 0 when the union is empty."""
     inter_h = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))

@@ -17,15 +17,10 @@ from mrcnn import weights as weights_io
 from mrcnn.model import MaskRCNN
 from samples.shapes import ShapesDataset
 from tests.backend_parity_worker import parity_config
+from tests.reference import mask_iou
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
-
-
-
-def _mask_iou(a, b):
-    union = np.logical_or(a, b).sum()
-    return 1.0 if union == 0 else np.logical_and(a, b).sum() / union
 
 
 @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
@@ -72,7 +67,7 @@ def test_jax_reproduces_tensorflow_detections_and_weight_files(agreement_checkpo
                     f"score {got['scores'][nearest]:.6f}")
             j = min(candidates, key=lambda j: np.abs(got["rois"][j] - want["rois"][k]).sum())
             unmatched.discard(j)
-            assert _mask_iou(got["masks"][..., j], want["masks"][..., k]) >= 0.98, (key, k)
+            assert mask_iou(got["masks"][..., j], want["masks"][..., k]) >= 0.98, (key, k)
             detections += 1
     assert detections >= 8  # not vacuous: the trained model finds shapes
 

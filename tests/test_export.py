@@ -21,6 +21,7 @@ from mrcnn.config import Config
 from mrcnn.errors import ConfigError, OutputPathError
 from mrcnn.images import read_image
 from mrcnn.model import MaskRCNN
+from tests.reference import mask_iou
 
 # ../shared next to the checkout (or next to its parent, for a git worktree under it).
 TEST_IMAGES = next(
@@ -168,7 +169,7 @@ def assert_same_detections(expected, served, min_mask_iou=0.99):
     assert served["rois"].dtype == np.int32 and served["class_ids"].dtype == np.int32
     assert served["masks"].shape == expected["masks"].shape
     for i in range(expected["masks"].shape[-1]):
-        iou = _mask_iou(expected["masks"][..., i], served["masks"][..., i])
+        iou = mask_iou(expected["masks"][..., i], served["masks"][..., i])
         assert iou >= min_mask_iou, f"mask {i}: IoU {iou:.4f}"
 
 
@@ -453,27 +454,32 @@ for i in range(len(images.files)):
 np.savez({outputs!r}, **out)
 """, isolated=True)
     served = np.load(outputs)
-    matched = total = 0
+    results = []
     for i, expected in enumerate(detected):
         result = {key: served[f"{i}/{key}"] for key in expected}
         assert result["masks"].shape[:2] == images[i].shape[:2]
         assert result["rois"].dtype == np.int32 and result["scores"].dtype == np.float32
-        total += len(expected["scores"])
-        for j in range(len(expected["scores"])):
-            same = [k for k in range(len(result["scores"]))
-                    if (result["rois"][k] == expected["rois"][j]).all()
-                    and result["class_ids"][k] == expected["class_ids"][j]
-                    and abs(result["scores"][k] - expected["scores"][j]) <= 1e-3
-                    and _mask_iou(result["masks"][..., k], expected["masks"][..., j]) >= 0.99]
-            matched += bool(same)
+        results.append(result)
+    matched, total = count_reproduced(detected, results)
     print(f"TFLite reproduced {matched} of {total} detections")
     assert total and matched >= 0.95 * total, f"{matched} of {total}"
 
 
-def _mask_iou(a, b):
-    a, b = a.astype(bool), b.astype(bool)
-    union = np.logical_or(a, b).sum()
-    return np.logical_and(a, b).sum() / union if union else 1.0
+def count_reproduced(expected_results, served_results, score_tolerance=1e-3, min_mask_iou=0.99):
+    """(found, total): the expected detections that the served results of the same images
+    hold with an equal box and class, a score within `score_tolerance` and a mask IoU of
+    at least `min_mask_iou`."""
+    found = total = 0
+    for expected, served in zip(expected_results, served_results):
+        total += len(expected["scores"])
+        for j in range(len(expected["scores"])):
+            found += any((served["rois"][k] == expected["rois"][j]).all()
+                         and served["class_ids"][k] == expected["class_ids"][j]
+                         and abs(served["scores"][k] - expected["scores"][j]) <= score_tolerance
+                         and mask_iou(served["masks"][..., k], expected["masks"][..., j])
+                         >= min_mask_iou
+                         for k in range(len(served["scores"])))
+    return found, total
 
 
 def test_tinyvoc_export_command_writes_a_bfloat16_saved_model_with_the_voc_names(tmp_path, capsys):
