@@ -35,21 +35,25 @@ def argmax_last_axis(x):
     return ops.min(ops.where(is_best, positions, size), axis=-1)
 
 
-def _iou_with_one(box, boxes):
-    """IoU ``[N]`` of ``box [4]`` with ``boxes [N, 4]``, as TensorFlow's NMS kernels
-    compute it: corners may come in either order, and an empty box has IoU 0."""
-    def span(b):
-        return (ops.minimum(b[..., 0], b[..., 2]), ops.minimum(b[..., 1], b[..., 3]),
-                ops.maximum(b[..., 0], b[..., 2]), ops.maximum(b[..., 1], b[..., 3]))
-    ay1, ax1, ay2, ax2 = span(box)
-    by1, bx1, by2, bx2 = span(boxes)
-    area_a = (ay2 - ay1) * (ax2 - ax1)
-    area_b = (by2 - by1) * (bx2 - bx1)
-    inter = (ops.maximum(ops.minimum(ay2, by2) - ops.maximum(ay1, by1), 0.0)
-             * ops.maximum(ops.minimum(ax2, bx2) - ops.maximum(ax1, bx1), 0.0))
-    union = area_a + area_b - inter
+def _corners_and_areas(boxes):
+    """``((y1, x1, y2, x2), area)`` of ``boxes [N, 4]``, corners in order whichever way
+    they came, as TensorFlow's NMS kernels read them."""
+    y1 = ops.minimum(boxes[:, 0], boxes[:, 2])
+    x1 = ops.minimum(boxes[:, 1], boxes[:, 3])
+    y2 = ops.maximum(boxes[:, 0], boxes[:, 2])
+    x2 = ops.maximum(boxes[:, 1], boxes[:, 3])
+    return (y1, x1, y2, x2), (y2 - y1) * (x2 - x1)
+
+
+def _iou_with_row(i, corners, areas):
+    """IoU ``[N]`` of row ``i`` with every row (``_corners_and_areas`` of the boxes), as
+    TensorFlow's NMS kernels compute it: an empty box has IoU 0."""
+    y1, x1, y2, x2 = corners
+    inter = (ops.maximum(ops.minimum(y2[i], y2) - ops.maximum(y1[i], y1), 0.0)
+             * ops.maximum(ops.minimum(x2[i], x2) - ops.maximum(x1[i], x1), 0.0))
+    union = areas[i] + areas - inter
     iou = inter / ops.where(union > 0, union, 1.0)
-    return ops.where((area_a > 0) & (area_b > 0), iou, 0.0)
+    return ops.where((areas[i] > 0) & (areas > 0), iou, 0.0)
 
 
 def _greedy_keep(boxes, candidate, same_group, max_output_size, iou_threshold):
@@ -68,20 +72,25 @@ def _greedy_keep(boxes, candidate, same_group, max_output_size, iou_threshold):
     """
     num_rows = ops.shape(boxes)[0]
     slots = ops.arange(max_output_size, dtype="int32")
+    # Outside the loop: TFLite runs the loop body op by op, every iteration (XLA would
+    # hoist these itself).
+    corners, areas = _corners_and_areas(boxes)
 
-    def body(i, state):
-        suppressed, keep, count = state
-        kept = ops.logical_not(suppressed[i]) & candidate[i] & (count < max_output_size)
+    def body(i, suppressed, keep, count):
+        kept = ops.logical_not(suppressed[i]) & candidate[i]
         keep = ops.where(kept & (slots == count), i, keep)
-        overlap = _iou_with_one(boxes[i], boxes) > iou_threshold
+        overlap = _iou_with_row(i, corners, areas) > iou_threshold
         if same_group is not None:
             overlap = overlap & same_group(i)
         suppressed = suppressed | (kept & overlap)
-        return suppressed, keep, count + ops.cast(kept, "int32")
+        return i + 1, suppressed, keep, count + ops.cast(kept, "int32")
 
-    state = (ops.zeros((num_rows,), "bool"), ops.zeros((max_output_size,), "int32"),
-             ops.convert_to_tensor(0, "int32"))
-    _, keep, count = ops.fori_loop(0, num_rows, body, state)
+    def more(i, suppressed, keep, count):  # stops once K rows are kept
+        return (i < num_rows) & (count < max_output_size)
+
+    state = (ops.convert_to_tensor(0, "int32"), ops.zeros((num_rows,), "bool"),
+             ops.zeros((max_output_size,), "int32"), ops.convert_to_tensor(0, "int32"))
+    _, _, keep, count = ops.while_loop(more, body, state)
     return keep, count
 
 
