@@ -14,8 +14,10 @@
   ``masks`` [B, H, W, M] and ``count`` [B] (real detections come first).
   ``class_names`` returns the class names (index = class id). The model's
   ``Config.PRECISION`` is kept; the signatures' dtypes do not depend on it.
-- ``export_model(model, path, "tflite")``: that SavedModel converted by
-  ``tf.lite.TFLiteConverter`` (TF-Select ops where TFLite has no builtin).
+- ``export_model(model, path, "tflite")``: ``serving_default`` traced with
+  ``graph_ops.portable()`` and float32 pre/post-processing, converted by
+  ``tf.lite.TFLiteConverter`` to TFLite builtin ops only (no Flex delegate needed);
+  float32 models only.
 - ``export_model(model, path, "onnx")``: ``serving_default``'s graph converted by
   tf2onnx (an optional dependency), for ONNX Runtime; float32 models only.
 
@@ -360,14 +362,14 @@ def _interpolation_matrix(positions, valid, in_size):
     low = tf.cast(low, tf.int32)
     taps = tf.range(in_size)
 
+    # tf.expand_dims, not x[..., None]: TFLite's StridedSlice has no new axes.
+    def last_axis(x):
+        return tf.expand_dims(x, -1)
+
     def one_hot(index):
         # tf.one_hot as a comparison: tf2onnx converts OneHot only with a constant
         # depth and 1-D indices, and here the depth is the image size, the indices 2-D.
         return tf.cast(tf.equal(last_axis(index), taps), positions.dtype)
-
-    # tf.expand_dims, not x[..., None]: TFLite's StridedSlice has no new axes.
-    def last_axis(x):
-        return tf.expand_dims(x, -1)
 
     weights = one_hot(low) * last_axis(1.0 - frac) + one_hot(low + 1) * last_axis(frac)
     return weights * last_axis(tf.cast(valid, positions.dtype))
