@@ -1,6 +1,7 @@
 """Config.PRECISION: mixed_bfloat16 / mixed_float16 graphs, their float32 islands,
-training in both, float32 vs bfloat16 detections of the same weights, and weight
-files shared between precisions."""
+training in both, float32 vs bfloat16 RPN scores of the same weights, and weight
+files shared between precisions. (float32 vs bfloat16 detections of a trained model:
+tests/test_precision_agreement.py.)"""
 
 import keras
 import numpy as np
@@ -9,7 +10,6 @@ import pytest
 from mrcnn import precision
 from mrcnn.config import Config
 from mrcnn.data import DataGenerator
-from mrcnn.metrics import detections_reproduced
 from mrcnn.model import MaskRCNN
 from mrcnn import training
 from mrcnn.training import SGDWithL2
@@ -149,14 +149,16 @@ def _assert_losses_fall(history, total_too):
 
 @pytest.fixture(scope="module")
 def trained_bf16(tmp_path_factory):
-    # 20 steps on one batch: enough for confident detections on those images (5 steps
-    # leave most scores tied, so bfloat16 noise reorders them; measured 2026-12-02).
-    return _train_steps("mixed_bfloat16", 20, ".*", str(tmp_path_factory.mktemp("logs")))
+    # A few steps on one batch: enough for the RPN losses to fall. The agreement of
+    # float32 and bfloat16 detections needs a trained model, and has one in
+    # tests/test_precision_agreement.py (20 steps here took 350 s on a CPU without
+    # bfloat16 instructions, 2026-12-02).
+    return _train_steps("mixed_bfloat16", 5, ".*", str(tmp_path_factory.mktemp("logs")))
 
 
 def test_training_in_mixed_bfloat16_lowers_the_loss(trained_bf16):
     model, history = trained_bf16
-    _assert_losses_fall(history, total_too=True)
+    _assert_losses_fall(history, total_too=False)
     assert model.keras_model.get_layer("res2a_branch2a").compute_dtype == "bfloat16"
     assert isinstance(model.keras_model.optimizer, SGDWithL2)
 
@@ -179,16 +181,9 @@ def test_training_in_mixed_float16_scales_the_loss_and_lowers_it(tmp_path):
 
 
 def _detector(precision_name, weights_file, model_dir):
-    """Inference model with `weights_file` whose class head never says background, so
-    a barely trained model returns instances (as in test_model)."""
-    model = MaskRCNN("inference", config_of(precision_name, DETECTION_MAX_INSTANCES=20,
-                                            IMAGES_PER_GPU=4),
-                     model_dir)
+    """Inference model of `precision_name` with the weights of `weights_file`."""
+    model = MaskRCNN("inference", config_of(precision_name, IMAGES_PER_GPU=4), model_dir)
     model.load_weights(weights_file, by_name=True)
-    logits = model.keras_model.get_layer("mrcnn_class_logits")
-    kernel, bias = logits.get_weights()
-    bias[0] -= 20.0
-    logits.set_weights([kernel, bias])
     return model
 
 
@@ -215,15 +210,10 @@ def test_weight_files_load_across_precisions(detectors):
                 np.testing.assert_array_equal(a, b)
 
 
-def _matched(reference_boxes, boxes, reference_ids=None, ids=None, min_iou=0.9):
-    """How many reference boxes have a box (of the same class) with IoU >= min_iou."""
-    def detections(found, class_ids):
-        return {"rois": found, "class_ids": np.zeros(len(found)) if class_ids is None else class_ids}
-    return int(np.sum(detections_reproduced(detections(reference_boxes, reference_ids),
-                                            detections(boxes, ids), min_iou)))
-
-
-def test_float32_and_bfloat16_outputs_of_the_same_weights_agree(detectors):
+def test_float32_and_bfloat16_rpn_scores_of_the_same_weights_agree(detectors):
+    """ResNet-50 with frozen BatchNorm in bfloat16 scores every anchor as in float32:
+    gross breakage (a float32 island lost, a wrong cast) moves these by far more.
+    Detections of a trained model are compared in tests/test_precision_agreement.py."""
     _, as_float32, as_bf16 = detectors
     # The two training images and two unseen ones.
     images = [shapes(2, seed=1).load_image(i) for i in range(2)]
@@ -231,30 +221,13 @@ def test_float32_and_bfloat16_outputs_of_the_same_weights_agree(detectors):
     molded, metas, _ = as_float32.mold_inputs(images)
     anchors = as_float32.get_anchors(molded.shape[1:3])
     anchors = np.ascontiguousarray(np.broadcast_to(anchors, (len(images),) + anchors.shape))
-    raw = {name: model.keras_model.predict_on_batch([molded, metas, anchors])
-           for name, model in (("float32", as_float32), ("bfloat16", as_bf16))}
-    # RPN foreground probabilities of every anchor (measured: max 0.05, 99 % < 0.01).
-    foreground = [np.asarray(raw[p][5])[..., 1] for p in ("float32", "bfloat16")]
+    foreground = [np.asarray(model.keras_model.predict_on_batch([molded, metas, anchors])[5])[..., 1]
+                  for model in (as_float32, as_bf16)]
     difference = np.abs(foreground[0] - foreground[1])
-    assert difference.max() < 0.15 and np.quantile(difference, 0.99) < 0.03
-    # The 50 best proposals per image (the RPN is well trained after 20 steps on these
-    # images: measured 98-100 % found again alone, 93 % once in the full suite; the
-    # 20-step model differs from run to run, and one full CI run on 2026-12-02 fell below
-    # 90 %). Gross breakage gives near 0 %; the 95 % criterion on a trained model is
-    # tests/test_precision_agreement.py's.
-    found = sum(_matched(np.asarray(raw["float32"][4])[b, :50], np.asarray(raw["bfloat16"][4])[b, :50])
-                for b in range(len(images)))
-    assert found >= 0.8 * 50 * len(images), found
-    # Final detections (same class, box IoU >= 0.9): the heads of a 20-step model have
-    # small margins between its many overlapping candidates, so bfloat16 rounding swaps
-    # some (measured 86-91 % found again, 2026-12-02); a trained model is the place
-    # for the 95 % criterion (tests/test_precision_agreement.py). This catches gross breakage.
-    matched = total = 0
-    for reference, low in zip(as_float32.detect(images), as_bf16.detect(images)):
-        total += len(reference["class_ids"])
-        matched += _matched(reference["rois"], low["rois"], reference["class_ids"], low["class_ids"])
-    assert total >= 40
-    assert matched >= 0.7 * total, (matched, total)
+    assert difference.max() < 0.15 and np.quantile(difference, 0.99) < 0.03, (
+        difference.max(), np.quantile(difference, 0.99))
+    # Not vacuous: the scores are spread, not all saturated at 0 or 1.
+    assert np.std(foreground[0]) > 1e-3
 
 
 @pytest.mark.parametrize("command", ["train", "evaluate", "submit", "detect"])
