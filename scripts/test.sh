@@ -2,7 +2,8 @@
 # The test command: install into .venv, then run the whole test suite on the
 # TensorFlow backend, and the layer tests plus a train/detect smoke on JAX.
 # Arguments go to the TensorFlow run only (e.g. `bash scripts/test.sh -k nms`), which
-# then skips the JAX run.
+# then skips the JAX run. Test files run in parallel, whole files on one worker each
+# (pytest-xdist); TEST_WORKERS sets how many (default 2, this project's CI cores).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$root/scripts/setup_env.sh"
@@ -12,11 +13,12 @@ export TF_CPP_MIN_LOG_LEVEL=2 MPLBACKEND=Agg
 jax_tests=(tests/test_graph_ops.py tests/test_roi_align.py tests/test_proposal.py
            tests/test_detection.py tests/test_detection_targets.py tests/test_heads.py
            tests/test_wiring.py tests/test_box_ops.py tests/test_losses.py tests/test_backends.py)
+parallel=(-n "${TEST_WORKERS:-2}" --dist loadfile)
 status=0
-.venv/bin/python -m pytest -q --durations=15 "$@" tests || status=$?
+.venv/bin/python -m pytest -q "${parallel[@]}" --durations=15 "$@" tests || status=$?
 if [ $# -eq 0 ]; then
   echo "--- the same layers and a train/detect smoke on KERAS_BACKEND=jax ---"
-  KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python -m pytest -q -p no:warnings --durations=10 \
+  KERAS_BACKEND=jax JAX_PLATFORMS=cpu .venv/bin/python -m pytest -q -p no:warnings "${parallel[@]}" --durations=10 \
     "${jax_tests[@]}" || status=$?
 fi
 exit "$status"

@@ -1,4 +1,5 @@
 """Shared test setup: quiet TensorFlow, headless matplotlib, repo root importable."""
+import contextlib
 import errno
 import os
 import sys
@@ -6,9 +7,30 @@ import tempfile
 
 import pytest
 
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("MPLBACKEND", "Agg")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+# The files that take minutes, slowest first (measured 2026-12-02). scripts/test.sh runs
+# whole files on parallel workers in collection order, so starting these first keeps one
+# worker from finishing alone. test_backends and test_export_trained come late: by then
+# test_precision_agreement has trained the agreement_checkpoint they reuse.
+SLOW_FILES_FIRST = ("test_precision_agreement.py", "test_notebooks.py", "test_model.py",
+                    "test_distribute.py", "test_tinyvoc_cli.py", "test_precision.py",
+                    "test_export.py", "test_tinyvoc_errors.py", "test_channels.py",
+                    "test_training_features.py", "test_backends.py", "test_export_trained.py")
+
+
+def pytest_collection_modifyitems(config, items):
+    rank = {name: i for i, name in enumerate(SLOW_FILES_FIRST)}
+    # A stable sort: each file's tests keep their order.
+    items.sort(key=lambda item: rank.get(os.path.basename(str(item.path)), len(rank)))
 
 
 @pytest.fixture
@@ -65,12 +87,35 @@ def agreement_checkpoint(tmp_path_factory):
     """A confident model: samples.precision_agreement's small GroupNorm model trained 960
     steps in float32 on synthetic tinyvoc (see tests/test_precision_agreement.py for the
     measurements behind the step count). ``(checkpoint path, held-out dataset, model_dir)``;
-    shared by the precision and backend comparisons, so it is trained once per run."""
+    shared by the precision, backend and export comparisons, so it is trained once per
+    run, also when pytest-xdist runs the files on several workers."""
     from samples import precision_agreement as agreement
 
-    folder = tmp_path_factory.mktemp("agreement")
-    train_set, held_out = agreement.write_data(str(folder / "data"))
-    model_dir = str(folder / "logs")
-    checkpoint = agreement.train_float32(agreement.make_config(STEPS_PER_EPOCH=960),
-                                         train_set, model_dir, seed=0)
-    return checkpoint, held_out, model_dir
+    with _run_wide_folder(tmp_path_factory, "agreement") as folder:
+        train_set, held_out = agreement.write_data(str(folder / "data"))
+        model_dir = str(folder / "logs")
+        done = folder / "checkpoint.txt"
+        if not done.exists():
+            checkpoint = agreement.train_float32(agreement.make_config(STEPS_PER_EPOCH=960),
+                                                 train_set, model_dir, seed=0)
+            done.write_text(checkpoint)
+        return done.read_text(), held_out, model_dir
+
+
+@contextlib.contextmanager
+def _run_wide_folder(tmp_path_factory, name):
+    """A folder of this test run shared by its pytest-xdist workers, held under an
+    exclusive lock (the first worker fills it while the others wait); a fresh
+    temporary folder without xdist or where there is no fcntl."""
+    if not os.environ.get("PYTEST_XDIST_WORKER") or fcntl is None:
+        yield tmp_path_factory.mktemp(name)
+        return
+    # Each worker's base folder lies in the run's own one (pytest-N/popen-gwK).
+    folder = tmp_path_factory.getbasetemp().parent / name
+    folder.mkdir(exist_ok=True)
+    with open(folder.parent / f"{name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield folder
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
