@@ -13,7 +13,8 @@ export TF_CPP_MIN_LOG_LEVEL=2 MPLBACKEND=Agg
 jax_tests=(tests/test_graph_ops.py tests/test_roi_align.py tests/test_proposal.py
            tests/test_detection.py tests/test_detection_targets.py tests/test_heads.py
            tests/test_wiring.py tests/test_box_ops.py tests/test_losses.py tests/test_backends.py)
-parallel=(-n "${TEST_WORKERS:-2}" --dist loadfile)
+# --no-loadscope-reorder: files in collection order (tests/conftest.py puts the slowest first).
+parallel=(-n "${TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder)
 status=0
 .venv/bin/python -m pytest -q "${parallel[@]}" --durations=15 "$@" tests || status=$?
 if [ $# -eq 0 ]; then
