@@ -109,10 +109,17 @@ def test_train_and_detect_smoke_on_this_backend(tmp_path):
 
     inference = MaskRCNN("inference", SmokeInference(), str(tmp_path))
     inference.load_weights(checkpoint, by_name=True)
+    # Six steps may teach the class head to call every ROI background (0 detections once,
+    # run after other test files on a pytest-xdist worker): with background never the
+    # best class, detect() returns instances whose contract can be checked.
+    logits = inference.keras_model.get_layer("mrcnn_class_logits")
+    kernel, bias = logits.get_weights()
+    bias[0] -= 20.0
+    logits.set_weights([kernel, bias])
     image = val_set.load_image(0)
     result = inference.detect([image])[0]
     n = len(result["class_ids"])
-    assert n > 0  # DETECTION_MIN_CONFIDENCE 0: a barely trained head still returns boxes
+    assert n > 0  # DETECTION_MIN_CONFIDENCE 0 and background never wins
     assert result["rois"].shape == (n, 4) and result["rois"].dtype == np.int32
     assert result["masks"].shape == image.shape[:2] + (n,) and result["masks"].dtype == bool
     assert np.all(np.diff(result["scores"]) <= 1e-6)
