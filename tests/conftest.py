@@ -113,9 +113,6 @@ def _run_wide_folder(tmp_path_factory, name):
     # Each worker's base folder lies in the run's own one (pytest-N/popen-gwK).
     folder = tmp_path_factory.getbasetemp().parent / name
     folder.mkdir(exist_ok=True)
-    with open(folder.parent / f"{name}.lock", "w") as lock:
+    with open(folder.parent / f"{name}.lock", "w") as lock:  # closing it releases the lock
         fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield folder
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+        yield folder

@@ -82,7 +82,7 @@ def test_jax_reproduces_tensorflow_detections_and_weight_files(agreement_checkpo
 def test_train_and_detect_smoke_on_this_backend(tmp_path):
     """Under KERAS_BACKEND=jax: a few jit-compiled training steps with finite losses,
     a Keras-2 checkpoint, and detect() from it with Matterport's result contract."""
-    from tests.configs import ShapesTrainConfig
+    from tests.configs import ShapesTrainConfig, never_background
 
     class SmokeConfig(ShapesTrainConfig):
         STEPS_PER_EPOCH = 3
@@ -110,12 +110,8 @@ def test_train_and_detect_smoke_on_this_backend(tmp_path):
     inference = MaskRCNN("inference", SmokeInference(), str(tmp_path))
     inference.load_weights(checkpoint, by_name=True)
     # Six steps may teach the class head to call every ROI background (0 detections once,
-    # run after other test files on a pytest-xdist worker): with background never the
-    # best class, detect() returns instances whose contract can be checked.
-    logits = inference.keras_model.get_layer("mrcnn_class_logits")
-    kernel, bias = logits.get_weights()
-    bias[0] -= 20.0
-    logits.set_weights([kernel, bias])
+    # run after other test files on a pytest-xdist worker).
+    never_background(inference)
     image = val_set.load_image(0)
     result = inference.detect([image])[0]
     n = len(result["class_ids"])

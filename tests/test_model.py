@@ -10,7 +10,7 @@ import pytest
 from mrcnn import training
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
-from tests.configs import ShapesTrainConfig, SmallConfig  # noqa: F401 (other tests import them from here)
+from tests.configs import ShapesTrainConfig, SmallConfig, never_background  # noqa: F401 (other tests import the configs from here)
 
 REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
                          "matterport_coco_h5_layout.json")
@@ -142,12 +142,9 @@ def test_detect_returns_matterport_contract_and_round_trips(trained):
             for layer in inference.keras_model.layers:
                 if layer.weights:
                     layer.set_weights(model.keras_model.get_layer(layer.name).get_weights())
-        # 24 steps do not make a detector yet: bias the class logits away from
-        # background so the detection and mask-pasting paths see instances.
-        logits = inference.keras_model.get_layer("mrcnn_class_logits")
-        kernel, bias = logits.get_weights()
-        bias[0] -= 20.0
-        logits.set_weights([kernel, bias])
+        # 24 steps do not make a detector yet: the detection and mask-pasting paths
+        # must see instances.
+        never_background(inference)
         results.append(inference.detect(images))
     for image, r in zip(images, results[0]):
         n = len(r["class_ids"])
@@ -208,10 +205,7 @@ def _biased_inference_model(trained_model, config):
     background, so a barely trained model still returns instances."""
     inference = MaskRCNN("inference", config, trained_model.model_dir)
     inference.load_weights(trained_model.find_last(), by_name=True)
-    logits = inference.keras_model.get_layer("mrcnn_class_logits")
-    kernel, bias = logits.get_weights()
-    bias[0] -= 20.0
-    logits.set_weights([kernel, bias])
+    never_background(inference)
     return inference
 
 
