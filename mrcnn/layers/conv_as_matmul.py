@@ -1,8 +1,9 @@
 """Convolutions that are matmuls in disguise, computed as matmuls (same weights).
 
-XLA's CPU convolutions (the JAX backend) are slow for two shapes in Mask R-CNN's heads;
-TensorFlow's oneDNN kernels are not. Both layers keep Keras' weight shapes and names,
-so Matterport's Keras-2 HDF5 files load unchanged.
+Two shapes in Mask R-CNN's heads are slow as convolutions on some CPUs, under XLA
+(the JAX backend) and under TensorFlow's oneDNN kernels alike; as matmuls they are
+fast everywhere. Both layers keep Keras' weight shapes and names, so Matterport's
+Keras-2 HDF5 files load unchanged.
 """
 import keras
 from keras import ops
@@ -15,16 +16,19 @@ class WholeMapConv2D(keras.layers.Conv2D):
     """``Conv2D(filters, (h, w), padding="valid")`` on ``h x w`` inputs: a dense layer.
 
     Matterport's classifier head applies a ``POOL_SIZE`` square conv to ``POOL_SIZE``
-    square ROI features ("conv as FC"). Off TensorFlow this runs as one matmul of
-    the flattened features with the reshaped kernel: XLA's CPU convolution took
-    2.7 s for 1000 ROIs (7x7x256 -> 1024), the matmul 0.39 s (JAX, measured
-    2026-12-02). Under TensorFlow the conv is as fast (0.26 s) and is kept, so
-    results stay bit-identical to Matterport's graph (the matmul sums in another
-    order: differences of ~1e-6).
+    square ROI features and then a 1x1 conv to the resulting 1x1 map ("conv as FC").
+    Both run here as one matmul of the flattened features with the reshaped kernel,
+    on every backend. Why: as convolutions their gradients are pathologically slow
+    on some CPUs. On an AVX2 AMD EPYC (no AVX-512; TF 2.21, 2 threads, measured
+    2026-12-03) the forward pass of 512 ROIs 7x7x256 -> 1024 took 0.082 s as a
+    convolution and 0.084 s as a matmul, forward and backward 32.8 s against 0.34 s;
+    the 1x1 layer's 1.77 s against 0.023 s. XLA's CPU convolution (JAX) took 2.7 s
+    for the forward pass of 1000 ROIs, the matmul 0.39 s (2026-12-02). The matmul
+    sums in another order than a convolution may: differences of ~1e-6 at most.
     """
 
     def _is_whole_map(self, inputs):
-        return (keras.backend.backend() != "tensorflow" and self.padding == "valid"
+        return (self.padding == "valid"
                 and self.data_format == "channels_last" and tuple(self.strides) == (1, 1)
                 and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
                 and tuple(inputs.shape[1:3]) == tuple(self.kernel_size))

@@ -119,11 +119,12 @@ def classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024):
     ph, pw, _ = _pooled_shape(pooled, "classifier_head")
     frozen = _check_train_bn(train_bn)
     x = MergeRoiDim(name="mrcnn_class_merge_rois")(pooled)
-    # A ph x pw valid conv on a ph x pw map is a fully connected layer.
+    # A ph x pw valid conv on a ph x pw map, and then a 1x1 conv on the 1x1 result, are
+    # fully connected layers (computed as such: see WholeMapConv2D).
     x = _conv_bn_relu(x, fc_layers_size, (ph, pw), "mrcnn_class_conv1", "mrcnn_class_bn1",
                       frozen, "valid", conv=WholeMapConv2D)
     x = _conv_bn_relu(x, fc_layers_size, (1, 1), "mrcnn_class_conv2", "mrcnn_class_bn2",
-                      frozen, "valid")
+                      frozen, "valid", conv=WholeMapConv2D)
     x = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
     shared = SplitRoiDim(name="mrcnn_class_split_rois")([x, pooled])
     logits = layers.Dense(num_classes, name="mrcnn_class_logits", dtype=OUTPUT_DTYPE)(shared)
