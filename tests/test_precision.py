@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 
 from mrcnn import precision
-from mrcnn.config import Config
 from mrcnn.data import DataGenerator
 from mrcnn.model import MaskRCNN
 from mrcnn import training
