@@ -1,11 +1,11 @@
 """Each numpy box function of mrcnn/boxes.py (and the host meta parser) pinned to its
-graph twin (mrcnn/layers/box_ops.py, graph_ops, the in-graph padding test) on random
+graph twin (mrcnn/layers/box_ops.py, tf_ops, the in-graph padding test) on random
 inputs: README and docs/DESIGN.md promise the two sides compute the same thing."""
 import numpy as np
 import pytest
 from keras import ops
 
-from mrcnn import boxes, graph_ops, images, tf_ops
+from mrcnn import boxes, images, tf_ops
 from mrcnn.layers import box_ops
 from mrcnn.layers.detection_targets import _nonzero_rows
 
