@@ -171,6 +171,8 @@ def run_cocoeval(coco_gt, results, iou_type, image_ids=None, verbose=True):
 def _detect_each(model, images, total, progress):
     """Yields (image, detect result) for each image, batching by the model's BATCH_SIZE.
 
+    An image given as None (one that could not be read) gets no result but counts
+    toward the progress bar, so the bar still ends at `total`.
     A last partial batch is filled by repeating its final image, because Matterport's
     detect asserted exactly BATCH_SIZE images; the repeats' results are discarded.
     """
@@ -179,7 +181,7 @@ def _detect_each(model, images, total, progress):
         raise ValueError(f"the model must be built in inference mode to detect, not {mode!r}")
     batch_size = int(getattr(getattr(model, "config", None), "BATCH_SIZE", 1) or 1)
     bar = _progress_bar(total) if progress else None
-    done = 0
+    done = unread = 0  # images detected, images found unreadable
 
     def run(batch):
         nonlocal done
@@ -188,17 +190,22 @@ def _detect_each(model, images, total, progress):
         # Updated before the results are handed out: a consumer that stops after the
         # last image (zip) never resumes this generator.
         if bar is not None:
-            bar.update(done)
+            bar.update(done + unread)
         return zip(batch, results)
 
     batch = []
     for image in images:
+        if image is None:
+            unread += 1
+            continue
         batch.append(image)
         if len(batch) == batch_size:
             yield from run(batch)
             batch = []
     if batch:
         yield from run(batch)
+    elif bar is not None and unread:  # the last images were unreadable
+        bar.update(done + unread)
 
 
 def _detect_batch(model, batch, batch_size):
@@ -312,6 +319,7 @@ def evaluate_coco(model, dataset, coco=None, eval_type=EVAL_TYPES, image_ids=Non
                 image = load_image_with_channels(dataset, image_id, channels)
             except (UserInputError, OSError) as err:  # undecodable or missing
                 skipped.append(f"{dataset.image_reference(image_id)} ({err})")
+                yield None  # counted by the progress bar, not detected
                 continue
             evaluated.append(coco_id)  # in the order _detect_each hands results back
             yield image

@@ -356,9 +356,10 @@ def test_ground_truth_fills_missing_area_and_bbox(clean):
     assert kinds == {"polygon", "rle-str", "rle-list"}
 
 
-def test_evaluation_leaves_out_an_unreadable_image_with_a_warning(clean, tmp_path):
+def test_evaluation_leaves_out_an_unreadable_image_with_a_warning(clean, tmp_path, capsys):
     """One undecodable file costs its own image only: the others are detected and scored
-    (perfectly, by ground-truth detections), and the warning names the file."""
+    (perfectly, by ground-truth detections), the warning names the file, and the
+    progress bar still counts all 8 images."""
     import copy
 
     from mrcnn.errors import UserInputError
@@ -370,7 +371,8 @@ def test_evaluation_leaves_out_an_unreadable_image_with_a_warning(clean, tmp_pat
     broken.write_bytes(b"\xff\xd8\xffgarbage")
     spoiled.image_info[1]["path"] = str(broken)
     with pytest.warns(UserWarning, match="left out 1 of 8 images.*broken.jpg"):
-        stats = evaluate_coco(model, spoiled, progress=False, verbose=False)
+        stats = evaluate_coco(model, spoiled, progress=True, verbose=False)
+    assert "8/8" in capsys.readouterr().out
     _assert_perfect(stats["segm"])
     _assert_perfect(stats["bbox"])
 
