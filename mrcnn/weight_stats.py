@@ -119,7 +119,8 @@ def format_weight_stats(rows):
 
 def leaf_layers(model, type_names=None):
     """Layers that own weights, nested models expanded and wrappers (TimeDistributed)
-    looked through; only those whose class name is in ``type_names`` if given."""
+    looked through; only those whose class, or a class it derives from, is named in
+    ``type_names`` if given (so "Conv2D" takes mrcnn's Conv2D subclasses too)."""
     model = getattr(model, "keras_model", model)
     for layer in model.layers:
         if isinstance(layer, keras.Model):
@@ -127,5 +128,6 @@ def leaf_layers(model, type_names=None):
             continue
         inner = getattr(layer, "layer", None)
         leaf = inner if isinstance(inner, keras.layers.Layer) else layer
-        if leaf.weights and (type_names is None or type(leaf).__name__ in type_names):
+        if leaf.weights and (type_names is None
+                             or any(cls.__name__ in type_names for cls in type(leaf).__mro__)):
             yield leaf

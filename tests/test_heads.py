@@ -7,6 +7,7 @@ from mrcnn.layers.backbone import BatchNorm
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
 
 from test_backbone import np_bn, np_conv2d, randomize_bn
+from tests.backend import gradients, variable_gradients
 from tests.serialization import assert_serialization_round_trip
 
 
@@ -201,6 +202,50 @@ def test_patch_deconv_equals_conv2d_transpose_with_the_same_weights():
     overlapping = PatchDeconv2D(2, 3, strides=2)
     assert not overlapping._is_patch() and tuple(overlapping(x).shape) == (3, 11, 9, 2)
     assert_serialization_round_trip(PatchDeconv2D(4, 2, strides=2, name="mrcnn_mask_deconv"))
+
+
+@pytest.mark.parametrize("kernel, padding, batch", [(3, "same", 2), (1, "valid", 3), (5, "same", 1)])
+def test_matmul_grad_conv_has_conv2d_outputs_and_gradients(kernel, padding, batch):
+    """The forward pass is Keras' own; the input and kernel gradients, computed as a
+    forward conv and matmuls, equal autodiff's through keras.layers.Conv2D (weighted
+    by a random cotangent, so that every output pixel and channel counts)."""
+    from mrcnn.layers.conv_as_matmul import MatmulGradConv2D
+
+    rng = np.random.default_rng(13)
+    x = rng.normal(size=(batch, 6, 5, 4)).astype("float32")
+    cotangent = rng.normal(size=(batch, 6, 5, 3)).astype("float32")
+    reference = keras.layers.Conv2D(3, kernel, padding=padding)
+    conv = MatmulGradConv2D(3, kernel, padding=padding)
+    reference.build(x.shape)
+    conv.build(x.shape)
+    conv.set_weights([rng.normal(size=w.shape) for w in reference.weights])
+    reference.set_weights(conv.get_weights())
+    assert conv._has_matmul_gradient(x)
+    np.testing.assert_allclose(np.asarray(conv(x)), np.asarray(reference(x)), atol=1e-5)
+
+    def input_gradient(layer):
+        return gradients(lambda inputs: layer(inputs) * cotangent, [x])[0]
+
+    def weight_gradients(layer):
+        grads = variable_gradients(lambda: keras.ops.sum(layer(x) * cotangent), layer.trainable_weights)
+        return [np.asarray(g) for g in grads]
+
+    np.testing.assert_allclose(input_gradient(conv), input_gradient(reference), rtol=1e-5, atol=1e-4)
+    for ours, theirs in zip(weight_gradients(conv), weight_gradients(reference)):
+        np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+
+
+def test_matmul_grad_conv_falls_back_where_its_gradient_does_not_apply():
+    from mrcnn.layers.conv_as_matmul import MatmulGradConv2D
+
+    x = np.zeros((1, 8, 8, 2), "float32")
+    for layer in (MatmulGradConv2D(3, 3, strides=2, padding="same"),  # Matterport's conv1 and conv_block
+                  MatmulGradConv2D(3, 3, padding="valid"),
+                  MatmulGradConv2D(3, 2, padding="same"),  # even kernel: padding is not symmetric
+                  MatmulGradConv2D(3, 3, padding="same", dilation_rate=2)):
+        assert not layer._has_matmul_gradient(x)
+        assert tuple(layer(x).shape) == tuple(keras.layers.Conv2D(**layer.get_config())(x).shape)
+    assert_serialization_round_trip(MatmulGradConv2D(4, 3, padding="same", name="fpn_p2"))
 
 
 def test_whole_map_conv_equals_conv2d_with_the_same_weights():

@@ -76,3 +76,14 @@ def test_leaf_layers_expand_nested_models_and_wrappers():
     assert [type(leaf).__name__ for leaf in leaves] == ["Dense", "Dense", "Dense"]
     assert {leaf.name for leaf in leaves} == {"td_dense", "plain", "inner_dense"}
     assert list(S.leaf_layers(model, ("Conv2D",))) == []
+
+
+def test_leaf_layers_by_type_take_subclasses():
+    """mrcnn's convolutions (MatmulGradConv2D, WholeMapConv2D) are Conv2D layers."""
+    from mrcnn.layers.conv_as_matmul import MatmulGradConv2D, WholeMapConv2D
+
+    image = keras.Input((3, 3, 2))
+    x = MatmulGradConv2D(4, 3, padding="same", name="fpn_p2")(image)
+    x = WholeMapConv2D(5, 3, name="mrcnn_class_conv1")(x)
+    model = keras.Model(image, layers.Dense(2, name="plain")(x))
+    assert [leaf.name for leaf in S.leaf_layers(model, ("Conv2D",))] == ["fpn_p2", "mrcnn_class_conv1"]

@@ -9,6 +9,8 @@ Tensors are NHWC; the batch and spatial dimensions may be dynamic.
 import keras
 from keras import layers
 
+from mrcnn.layers.conv_as_matmul import MatmulGradConv2D
+
 _ARCHITECTURES = {"resnet50": 5, "resnet101": 22}  # identity blocks in stage 4
 
 
@@ -56,8 +58,8 @@ def _check_train_bn(train_bn):
 def _conv_bn(x, filters, kernel_size, conv_name, bn_name, norm, strides=1,
              padding="valid", relu=True):
     """Conv2D (with bias, as Matterport) -> BatchNorm -> optional ReLU."""
-    x = layers.Conv2D(filters, kernel_size, strides=strides, padding=padding,
-                      use_bias=True, name=conv_name)(x)
+    x = MatmulGradConv2D(filters, kernel_size, strides=strides, padding=padding,
+                         use_bias=True, name=conv_name)(x)
     x = norm(bn_name)(x)
     if relu:
         x = layers.Activation("relu")(x)
@@ -145,7 +147,7 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False, norm="b
 def _top_down(upper, lateral, level, pyramid_size):
     """``fpn_p{level}add`` = 2x-upsampled ``upper`` + 1x1 lateral conv of C{level}."""
     upsampled = layers.UpSampling2D(size=(2, 2), name=f"fpn_p{level + 1}upsampled")(upper)
-    lateral = layers.Conv2D(pyramid_size, (1, 1), name=f"fpn_c{level}p{level}")(lateral)
+    lateral = MatmulGradConv2D(pyramid_size, (1, 1), name=f"fpn_c{level}p{level}")(lateral)
     return layers.Add(name=f"fpn_p{level}add")([upsampled, lateral])
 
 
@@ -164,12 +166,12 @@ def fpn_graph(C2, C3, C4, C5, pyramid_size=256):
     """
     if C5 is None:
         raise ValueError("fpn_graph: C5 is None; build the backbone with stage5=True")
-    p5 = layers.Conv2D(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
+    p5 = MatmulGradConv2D(pyramid_size, (1, 1), name="fpn_c5p5")(C5)
     p4 = _top_down(p5, C4, 4, pyramid_size)
     p3 = _top_down(p4, C3, 3, pyramid_size)
     p2 = _top_down(p3, C2, 2, pyramid_size)
     outs = [
-        layers.Conv2D(pyramid_size, (3, 3), padding="same", name=f"fpn_p{level}")(p)
+        MatmulGradConv2D(pyramid_size, (3, 3), padding="same", name=f"fpn_p{level}")(p)
         for level, p in ((2, p2), (3, p3), (4, p4), (5, p5))
     ]
     p6 = layers.MaxPooling2D(pool_size=(1, 1), strides=2, name="fpn_p6")(outs[-1])

@@ -10,7 +10,7 @@ import keras
 from keras import layers, ops
 
 from mrcnn.layers.backbone import BatchNorm, _check_train_bn
-from mrcnn.layers.conv_as_matmul import PatchDeconv2D, WholeMapConv2D
+from mrcnn.layers.conv_as_matmul import MatmulGradConv2D, PatchDeconv2D, WholeMapConv2D
 
 # The heads' output layers (logits, softmax, box deltas, mask sigmoid) compute in
 # float32 under any mixed-precision policy: they are cheap, and scores, deltas and
@@ -71,15 +71,15 @@ def build_rpn_model(anchor_stride, anchors_per_location, depth, conv_channels=51
         if not isinstance(value, int) or value < 1:
             raise ValueError(f"build_rpn_model: {name} must be a positive int, got {value!r}")
     feature_map = keras.Input(shape=(None, None, depth), name="input_rpn_feature_map")
-    shared = layers.Conv2D(conv_channels, (3, 3), padding="same", activation="relu",
-                           strides=anchor_stride, name="rpn_conv_shared")(feature_map)
-    x = layers.Conv2D(2 * anchors_per_location, (1, 1), padding="valid",
-                      name="rpn_class_raw", dtype=OUTPUT_DTYPE)(shared)
+    shared = MatmulGradConv2D(conv_channels, (3, 3), padding="same", activation="relu",
+                              strides=anchor_stride, name="rpn_conv_shared")(feature_map)
+    x = MatmulGradConv2D(2 * anchors_per_location, (1, 1), padding="valid",
+                         name="rpn_class_raw", dtype=OUTPUT_DTYPE)(shared)
     rpn_class_logits = layers.Reshape((-1, 2), name="rpn_class_reshape", dtype=OUTPUT_DTYPE)(x)
     rpn_probs = layers.Activation("softmax", name="rpn_class_xxx",
                                   dtype=OUTPUT_DTYPE)(rpn_class_logits)
-    x = layers.Conv2D(4 * anchors_per_location, (1, 1), padding="valid",
-                      name="rpn_bbox_pred", dtype=OUTPUT_DTYPE)(shared)
+    x = MatmulGradConv2D(4 * anchors_per_location, (1, 1), padding="valid",
+                         name="rpn_bbox_pred", dtype=OUTPUT_DTYPE)(shared)
     rpn_bbox = layers.Reshape((-1, 4), name="rpn_bbox_reshape", dtype=OUTPUT_DTYPE)(x)
     return keras.Model(feature_map, [rpn_class_logits, rpn_probs, rpn_bbox],
                        name="rpn_model")
@@ -96,7 +96,7 @@ def _pooled_shape(pooled, caller):
     return shape[2:]
 
 
-def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, frozen, padding, conv=layers.Conv2D):
+def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, frozen, padding, conv=MatmulGradConv2D):
     x = conv(filters, kernel_size, padding=padding, name=conv_name)(x)
     x = BatchNorm(frozen=frozen, name=bn_name)(x)
     return layers.Activation("relu")(x)
@@ -152,6 +152,6 @@ def mask_head(pooled, num_classes, train_bn=False):
         x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}",
                           frozen, "same")
     x = PatchDeconv2D(256, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
-    x = layers.Conv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask",
-                      dtype=OUTPUT_DTYPE)(x)
+    x = MatmulGradConv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask",
+                         dtype=OUTPUT_DTYPE)(x)
     return SplitRoiDim(name="mrcnn_mask_split_rois", dtype=OUTPUT_DTYPE)([x, pooled])
