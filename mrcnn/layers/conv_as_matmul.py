@@ -97,9 +97,11 @@ class MatmulGradConv2D(keras.layers.Conv2D):
     (the output gradient shifted by that tap). The forward pass and the weights are
     Keras' own. Why: oneDNN's backward convolution kernels run at about half the
     rate of its forward ones on an AVX2 AMD EPYC (TF 2.21, 2 threads, 2026-12-03:
-    3x3 256->256 at 128x128, forward 149 GFLOP/s, input gradient 113, kernel
+    3x3 256->256 at 128x128, forward 149 GFLOP/s, input gradient 113-127, kernel
     gradient 81; as a forward conv 153, as matmuls 123), and one 512-px training
-    step of ResNet-50 FPN took 13-20 % less time this way, at the same peak RSS.
+    step of ResNet-50 FPN took 11-16 % less time this way, at the same peak RSS
+    (benchmarks/RESULTS.md). Not measured on GPUs, where cuDNN's backward kernels
+    are fast.
     The output gradient is shifted, not the input: shifted copies of forward
     activations could be made as soon as the forward pass ends and all be alive at
     once. Other settings fall back to Keras' own gradient.
