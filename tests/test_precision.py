@@ -121,14 +121,27 @@ def test_every_layer_of_the_inference_graph_under_mixed_bfloat16(tmp_path):
 
 def _train_steps(precision_name, steps, layers, model_dir):
     """`steps` SGD steps on one fixed batch of shapes (images 0 and 1 of seed 1):
-    [{loss name: value}] per step."""
+    [{loss name: value}] per step. Also checks that tracing the step creates no
+    variable: compile builds the optimizer (and a LossScaleOptimizer's scale), since
+    TensorFlow traces a step function that creates variables a second time."""
+    import tensorflow as tf
+
     keras.utils.set_random_seed(0)
     config = config_of(precision_name)
     model = MaskRCNN("training", config, model_dir)
     model.set_trainable(training.layer_regex(layers), verbose=0)
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
     batch = DataGenerator(shapes(2, seed=1), config, shuffle=False)[0]
-    history = [model.keras_model.train_on_batch(batch, return_dict=True) for _ in range(steps)]
+    created_in_trace = []
+
+    def record(next_creator, **kwargs):
+        if tf.inside_function():
+            created_in_trace.append(kwargs.get("name"))
+        return next_creator(**kwargs)
+
+    with tf.variable_creator_scope(record):
+        history = [model.keras_model.train_on_batch(batch, return_dict=True) for _ in range(steps)]
+    assert created_in_trace == [], created_in_trace[:5]
     return model, history
 
 
