@@ -433,7 +433,8 @@ def _window_to_original(boxes, window, size, original_shape):
 
 def _paste_masks(masks, boxes, height, width):
     """``masks.unmold_mask`` for every detection: each [h, w] mask resized to its
-    pixel box (skimage bilinear), thresholded at 0.5, pasted into [n, H, W] bool."""
+    pixel box (skimage bilinear, clipped to the mask's range), thresholded at 0.5,
+    pasted into [n, H, W] bool."""
     import tensorflow as tf
 
     mask_h, mask_w = tf.shape(masks)[1], tf.shape(masks)[2]
@@ -443,9 +444,17 @@ def _paste_masks(masks, boxes, height, width):
         start, stop = tf.expand_dims(start, 1), tf.expand_dims(stop, 1)  # [n, 1]
         positions = (pixel - start + 0.5) * (tf.cast(in_size, boxes.dtype) / (stop - start)) - 0.5
         inside = (pixel >= start) & (pixel < stop)
-        return _interpolation_matrix(tf.where(inside, positions, 0.0), inside, in_size)
+        weights = _interpolation_matrix(tf.where(inside, positions, 0.0), inside, in_size)
+        return weights, tf.cast(inside, boxes.dtype)
 
-    rows = axis_weights(boxes[:, 0], boxes[:, 2], height, mask_h)  # [n, H, h]
-    cols = axis_weights(boxes[:, 1], boxes[:, 3], width, mask_w)  # [n, W, w]
+    rows, inside_rows = axis_weights(boxes[:, 0], boxes[:, 2], height, mask_h)  # [n, H, h]
+    cols, inside_cols = axis_weights(boxes[:, 1], boxes[:, 3], width, mask_w)  # [n, W, w]
     # Rows/columns outside the box have zero weights, so the paste is zero there.
-    return tf.einsum("nyh,nhw,nxw->nyx", rows, masks, cols) >= 0.5
+    resized = tf.einsum("nyh,nhw,nxw->nyx", rows, masks, cols)
+    # skimage's clip=True (Matterport's resize) clips the result to the mask's own value
+    # range, which lifts the zero-blended border of the box to the mask's minimum: a mask
+    # that is >= 0.5 everywhere keeps its whole box. (The maximum needs no clip: the
+    # weights are non-negative and sum to at most 1.)
+    in_box = tf.expand_dims(inside_rows, 2) * tf.expand_dims(inside_cols, 1)  # [n, H, W]
+    floor = tf.expand_dims(tf.expand_dims(tf.reduce_min(masks, axis=[1, 2]), 1), 2) * in_box
+    return tf.maximum(resized, floor) >= 0.5

@@ -293,6 +293,13 @@ def test_in_graph_mask_pasting_matches_unmold_mask():
     boxes = np.array([[0, 0, 75, 130], [10, 20, 11, 21], [5, 100, 70, 130], [30, 3, 33, 90],
                       [0, 64, 41, 65]], dtype=np.float64)
     masks = rng.random((len(boxes), 28, 28))
+    # Masks >= 0.5 everywhere: skimage's clip keeps their whole box, also the border
+    # where bilinear blends with the zeros outside (a trained model's failing case had
+    # 0.55-0.8 in its first column and ~1 elsewhere).
+    masks[2] = 0.6
+    masks[3] = rng.uniform(0.99, 1.0, (28, 28))
+    masks[3][:, 0] = rng.uniform(0.55, 0.8, 28)
+    masks[4] = rng.uniform(0.3, 1.0, (28, 28))
     pasted = exporter._paste_masks(tf.constant(masks), tf.constant(boxes), height, width).numpy()
     for i, box in enumerate(boxes):
         expected = mask_utils.unmold_mask(masks[i].astype(np.float32), box, (height, width))
