@@ -260,7 +260,8 @@ class MaskRCNN(MatterportCompat):
             raise ValueError(f"layers={layers!r} matches no weighted layer")
         self.compile(schedules.schedule_from_config(config, learning_rate, self.epoch, epochs),
                      config.LEARNING_MOMENTUM)
-        with distribute.stop_on_lost_worker(self.strategy, self.log_dir):
+        with distribute.stop_on_lost_worker(self.strategy, self.log_dir), \
+                distribute.original_loading_errors(train_gen, val_gen):
             history = self.keras_model.fit(
                 distribute.batches_for_fit(self.strategy, train_gen, workers),
                 shuffle=False,  # the generator shuffles; the workers must agree on the order

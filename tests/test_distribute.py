@@ -138,7 +138,8 @@ def test_two_replicas_train_a_step_in_mixed_bfloat16(mirrored_report):
 
 def test_sharded_batches_in_one_process_are_the_generator_batches_across_epochs():
     """One process, one replica: step s of `sharded_batches` is batch s % steps of
-    epoch s // steps of the generator (three steps cross an epoch boundary)."""
+    epoch s // steps of the generator (three steps cross an epoch boundary); it is
+    what fit gets in one process as well."""
     from samples.shapes import ShapesDataset
 
     worker = _worker_module()
@@ -153,7 +154,10 @@ def test_sharded_batches_in_one_process_are_the_generator_batches_across_epochs(
         expected, got = reference[step % 2], next(batches)
         for name, rows in expected.items():
             np.testing.assert_array_equal(got[name].numpy(), rows, err_msg=f"{name}, step {step}")
-    assert distribute.batches_for_fit(strategy, reference, 1) is reference
+    # fit gets this dataset in one process too, each input with its static batch shape.
+    fed = distribute.batches_for_fit(None, reference, 1)
+    assert ({name: tuple(spec.shape) for name, spec in fed.element_spec.items()}
+            == {name: shape for name, (shape, _) in reference.batch_signature(2).items()})
 
 
 # --- MultiWorkerMirroredStrategy: two processes on 127.0.0.1 -------------------------
