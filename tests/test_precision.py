@@ -225,7 +225,12 @@ def test_weight_files_load_across_precisions(detectors):
 def test_float32_and_bfloat16_rpn_scores_of_the_same_weights_agree(detectors):
     """ResNet-50 with frozen BatchNorm in bfloat16 scores every anchor as in float32:
     gross breakage (a float32 island lost, a wrong cast) moves these by far more.
-    Detections of a trained model are compared in tests/test_precision_agreement.py."""
+    Detections of a trained model are compared in tests/test_precision_agreement.py.
+
+    The 99th percentile is taken of the logits' difference: 5 steps of training end
+    in a different model each run (threaded kernels), and the score difference's 99th
+    percentile followed how spread the scores were (0.012-0.034 in 6 runs, CI failed
+    on 0.034 against 0.03), the logits' 0.24-0.28 in 3 runs (AMD EPYC, 2026-12-04)."""
     _, as_float32, as_bf16 = detectors
     # The two training images and two unseen ones.
     images = [shapes(2, seed=1).load_image(i) for i in range(2)]
@@ -236,8 +241,9 @@ def test_float32_and_bfloat16_rpn_scores_of_the_same_weights_agree(detectors):
     foreground = [np.asarray(model.keras_model.predict_on_batch([molded, metas, anchors])[5])[..., 1]
                   for model in (as_float32, as_bf16)]
     difference = np.abs(foreground[0] - foreground[1])
-    assert difference.max() < 0.15 and np.quantile(difference, 0.99) < 0.03, (
-        difference.max(), np.quantile(difference, 0.99))
+    logits = [np.log(p) - np.log1p(-p) for p in (np.clip(f, 1e-6, 1 - 1e-6) for f in foreground)]
+    logit_difference = np.quantile(np.abs(logits[0] - logits[1]), 0.99)
+    assert difference.max() < 0.15 and logit_difference < 0.5, (difference.max(), logit_difference)
     # Not vacuous: the scores are spread, not all saturated at 0 or 1.
     assert np.std(foreground[0]) > 1e-3
 
