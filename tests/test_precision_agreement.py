@@ -5,7 +5,8 @@ IoU >= 0.9) and reach the float32 mask AP50 on held-out images within 0.02.
 The model (samples.precision_agreement: the demo's recipe with a small GroupNorm
 backbone and narrow heads) is trained for 960 steps: 150-360 s of training on the
 shared 2 cores under load 5-9 (218 CPU-seconds for the whole file), about 1.5 min idle,
-on the Intel Xeon; on the AVX2 AMD EPYC about 4 min idle and 610 s in a CI run (2026-12-04).
+on the Intel Xeon; on the AVX2 AMD EPYC about 4 min idle and 610 s in a CI run, 356-366 s
+since train() feeds fit through tf.data (2026-12-04).
 Measured 2026-12-02 on this recipe (with 32 sampled ROIs instead of 16 below 960
 steps): 240 steps reach AP50 0.91 but leave each object
 lower-scored duplicates of other classes (scores 0.3-0.8) and 96.8 % agreement at 0.7
