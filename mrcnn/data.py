@@ -359,6 +359,9 @@ class DataGenerator(keras.utils.PyDataset):
         self.skipped_count = 0
         self.skipped_image_ids = set()
         self.unreadable_image_ids = set()
+        # The last exception `part` raised. A tf.data pipeline that calls `part`
+        # keeps only its text, so distribute.original_loading_errors re-raises this.
+        self.loading_error = None
         self._lock = threading.Lock()
         self._orders = {}  # epoch -> image order; the last two epochs are kept
 
@@ -403,9 +406,13 @@ class DataGenerator(keras.utils.PyDataset):
             raise IndexError(f"DataGenerator: images {start}..{start + count - 1} are not in a batch "
                              f"of {self.config.BATCH_SIZE} (BATCH_SIZE)")
         order = self._epoch_order(epoch)
-        samples = [self._sample_at(order, idx * self.config.BATCH_SIZE + k,
-                                   np.random.default_rng([self.seed, epoch, 1, idx, k]))
-                   for k in range(start, start + count)]
+        try:
+            samples = [self._sample_at(order, idx * self.config.BATCH_SIZE + k,
+                                       np.random.default_rng([self.seed, epoch, 1, idx, k]))
+                       for k in range(start, start + count)]
+        except Exception as err:
+            self.loading_error = err
+            raise
         return self._collate(samples)
 
     def _sample_at(self, order, position, rng):

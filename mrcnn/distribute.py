@@ -235,11 +235,7 @@ def sharded_batches(strategy, generator, parallel_loads=1):
         def load(element):
             step, replica = divmod(int(element), local)
             epoch, idx = divmod(step, steps)
-            try:
-                part = generator.part(epoch, idx, (first_replica + replica) * per_replica, per_replica)
-            except Exception as err:
-                generator.loading_error = err  # for original_loading_errors
-                raise
+            part = generator.part(epoch, idx, (first_replica + replica) * per_replica, per_replica)
             return [part[name] for name in signature]
 
         def load_part(element):
@@ -259,12 +255,12 @@ def original_loading_errors(*generators):
     """Re-raise the exception that one of `generators` raised while loading a batch
     for `sharded_batches`: TensorFlow turns it into an OpError that keeps only its
     text, and callers (the CLI, tests) need its type, e.g. the ValueError naming
-    the image. None generators are ignored."""
+    the image (``DataGenerator.loading_error``). None generators are ignored."""
     try:
         yield
     except Exception as err:
-        originals = [getattr(g, "loading_error", None) for g in generators if g is not None]
-        original = next((e for e in originals if e is not None), None)
+        original = next((g.loading_error for g in generators
+                         if g is not None and g.loading_error is not None), None)
         if tf is None or not isinstance(err, tf.errors.OpError) or original is None:
             raise
         raise original.with_traceback(original.__traceback__) from None

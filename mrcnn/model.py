@@ -238,6 +238,9 @@ class MaskRCNN(MatterportCompat):
             logger.info("Already trained %d epochs (asked for %d in total); nothing to do.", self.epoch, epochs)
             return None
         workers = workers if workers is not None else max(1, min(4, (os.cpu_count() or 1)))
+        # On TensorFlow fit reads `distribute.batches_for_fit`'s tf.data pipeline, which
+        # loads `workers` parts at a time; the PyDataset queue settings below apply
+        # where fit reads the generator itself (other backends).
         loader = dict(workers=workers, use_multiprocessing=False, max_queue_size=max(2, 2 * workers),
                       seed=None if seed is None else training.seed_run(self.keras_model, seed, self.epoch))
         if seed is None:  # several workers must still shuffle alike
