@@ -1,0 +1,137 @@
+"""One measurement through Matterport's public API, of our package or of Matterport's own.
+
+    python benchmarks/worker_matterport_api.py --task infer|train --data DATA.npz [--batch B]
+
+The same user code (``Config``, ``MaskRCNN(mode, config, model_dir)``, ``detect``,
+``set_trainable``, ``compile``, ``keras_model.train_on_batch`` on ``DataGenerator``
+batches: the ports' ``mrcnn.model.DataGenerator``, our ``mrcnn.data.DataGenerator``) runs
+against ``mrcnn`` from $MATTERPORT_DIR when it is set (a checkout of a Matterport TF2
+port, run with tf-keras: ``TF_USE_LEGACY_KERAS=1``), else against ours. Settings are
+Matterport's defaults but for the image size (512x512), the backbone (ResNet-50), the
+class count (21 for inference, 4 for shapes training) and the score threshold (0, so both sides return exactly 100 detections).
+Prints one ``RESULT {json}`` line (see benchmarks/common.py).
+"""
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+SOURCE = os.environ.get("MATTERPORT_DIR") or os.path.dirname(HERE)
+sys.path.insert(0, HERE)
+sys.path.insert(0, SOURCE)
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
+
+import common  # noqa: E402
+
+VOC_CLASSES = 21  # background + PASCAL VOC's 20, as in the issue's measurement
+
+tf.config.threading.set_intra_op_parallelism_threads(common.THREADS)
+tf.config.threading.set_inter_op_parallelism_threads(common.THREADS)
+
+from mrcnn import model as modellib  # noqa: E402
+from mrcnn.config import Config  # noqa: E402
+
+MATTERPORT = bool(os.environ.get("MATTERPORT_DIR"))
+if MATTERPORT:
+    from mrcnn import utils as matterport_utils
+    from mrcnn.model import DataGenerator
+    from mrcnn.utils import Dataset
+
+    # What Matterport's code needs to run on today's libraries, and nothing more:
+    # graph-mode (TF1-style) training needs tf-keras' legacy optimizers, and
+    # scikit-image >= 0.19 refuses to interpolate the bool masks minimize_mask passes.
+    modellib.keras.optimizers.SGD = modellib.keras.optimizers.legacy.SGD
+    _resize = matterport_utils.resize
+    matterport_utils.resize = lambda image, *args, **kwargs: _resize(
+        image.astype(np.float32) if image.dtype == bool else image, *args, **kwargs)
+else:
+    from mrcnn.data import DataGenerator
+    from mrcnn.dataset import Dataset
+
+
+class ShapesArrays(Dataset):
+    """The orchestrator's shapes samples."""
+
+    def load(self, samples):
+        for class_id, name in enumerate(("square", "circle", "triangle"), start=1):
+            self.add_class("shapes", class_id, name)
+        for i, (image, masks, class_ids) in enumerate(samples):
+            self.add_image("shapes", image_id=i, path=None, image=image, masks=masks,
+                           class_ids=class_ids)
+
+    def load_image(self, image_id):
+        return self.image_info[image_id]["image"]
+
+    def load_mask(self, image_id):
+        info = self.image_info[image_id]
+        return info["masks"].astype(bool), info["class_ids"].astype(np.int32)
+
+
+def make_config(batch, num_classes):
+    attributes = {"NAME": "bench", "GPU_COUNT": 1, "IMAGES_PER_GPU": batch,
+                  "NUM_CLASSES": num_classes, "BACKBONE": "resnet50",
+                  "IMAGE_MIN_DIM": common.IMAGE_SIZE, "IMAGE_MAX_DIM": common.IMAGE_SIZE,
+                  "DETECTION_MIN_CONFIDENCE": 0.0}
+    return type("BenchConfig", (Config,), attributes)()
+
+
+def infer(voc, runs, warmup):
+    config = make_config(1, VOC_CLASSES)
+    start = time.perf_counter()
+    model = modellib.MaskRCNN(mode="inference", config=config, model_dir="/tmp/mrcnn_bench_logs")
+    build = time.perf_counter() - start
+    counts = []
+
+    def step(i):
+        counts.append(len(model.detect([voc[i % len(voc)]], verbose=0)[0]["class_ids"]))
+
+    start = time.perf_counter()
+    step(0)
+    first = time.perf_counter() - start
+    times = common.timed(lambda i: step(i + 1), runs, warmup)
+    return {"times": times, "build_s": build, "first_call_s": first, "detections": counts[-runs:]}
+
+
+def train(shapes, batch, runs, warmup):
+    config = make_config(batch, common.NUM_CLASSES_TRAIN)
+    dataset = ShapesArrays()
+    dataset.load(shapes)
+    dataset.prepare()
+    start = time.perf_counter()
+    model = modellib.MaskRCNN(mode="training", config=config, model_dir="/tmp/mrcnn_bench_logs")
+    model.set_trainable(".*", verbose=0)  # layers="all", BatchNorm scale and offset included
+    model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
+    build = time.perf_counter() - start
+    generator = DataGenerator(dataset, config, shuffle=False)
+    # Matterport's generator gives (inputs, outputs), ours a dict of inputs.
+    batches = [generator[i % len(generator)] for i in range(runs + warmup + 1)]
+    losses = []
+
+    def step(i):
+        batch_data = batches[i]
+        logs = (model.keras_model.train_on_batch(*batch_data) if isinstance(batch_data, tuple)
+                else model.keras_model.train_on_batch(batch_data))
+        losses.append(float(np.ravel(logs)[0]))
+
+    start = time.perf_counter()
+    step(0)
+    first = time.perf_counter() - start
+    times = common.timed(lambda i: step(i + 1), runs, warmup)
+    return {"times": times, "build_s": build, "first_call_s": first, "losses": losses[-runs:]}
+
+
+def main():
+    args = common.worker_arguments(__doc__, ("infer", "train"))
+    voc, shapes = common.load_data(args.data)
+    result = (infer(voc, args.runs, args.warmup) if args.task == "infer"
+              else train(shapes, args.batch, args.runs, args.warmup))
+    result.update({"side": "matterport" if MATTERPORT else "ours", "task": args.task,
+                   "batch": args.batch, "source": SOURCE})
+    common.report(result)
+
+
+if __name__ == "__main__":
+    main()
