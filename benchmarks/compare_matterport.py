@@ -59,8 +59,8 @@ def measure(args, data):
     ct.WORKERS["matterport"] = (matterport_python(), WORKER)
     environments = {"ours": {}, "matterport": {"MATTERPORT_DIR": os.path.abspath(args.matterport_dir),
                                                "TF_USE_LEGACY_KERAS": "1"}}
-    rows = [("infer", 1)] * ("infer" in args.tasks) + [("train", b) for b in args.train_batches
-                                                       if "train" in args.tasks]
+    rows = (([("infer", 1)] if "infer" in args.tasks else [])
+            + ([("train", batch) for batch in args.train_batches] if "train" in args.tasks else []))
     raw = []
     for rnd in range(args.rounds):
         for task, batch in rows:
