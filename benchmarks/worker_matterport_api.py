@@ -52,22 +52,8 @@ else:
     from mrcnn.dataset import Dataset
 
 
-class ShapesArrays(Dataset):
-    """The orchestrator's shapes samples."""
-
-    def load(self, samples):
-        for class_id, name in enumerate(("square", "circle", "triangle"), start=1):
-            self.add_class("shapes", class_id, name)
-        for i, (image, masks, class_ids) in enumerate(samples):
-            self.add_image("shapes", image_id=i, path=None, image=image, masks=masks,
-                           class_ids=class_ids)
-
-    def load_image(self, image_id):
-        return self.image_info[image_id]["image"]
-
-    def load_mask(self, image_id):
-        info = self.image_info[image_id]
-        return info["masks"].astype(bool), info["class_ids"].astype(np.int32)
+class ShapesArrays(common.ShapesSamples, Dataset):
+    """The orchestrator's shapes samples as the package's Dataset."""
 
 
 def make_config(batch, num_classes):

@@ -50,22 +50,8 @@ class BenchConfig(Config):
     GRADIENT_CLIP_NORM = common.CLIP_NORM
 
 
-class ArrayDataset(Dataset):
-    """The orchestrator's shapes samples as a Dataset."""
-
-    def load(self, samples):
-        for class_id, name in enumerate(("square", "circle", "triangle"), start=1):
-            self.add_class("shapes", class_id, name)
-        for i, (image, masks, class_ids) in enumerate(samples):
-            self.add_image("shapes", image_id=i, path=None, image=image, masks=masks,
-                           class_ids=class_ids)
-
-    def load_image(self, image_id):
-        return self.image_info[image_id]["image"]
-
-    def load_mask(self, image_id):
-        info = self.image_info[image_id]
-        return info["masks"], info["class_ids"].astype(np.int32)
+class ArrayDataset(common.ShapesSamples, Dataset):
+    """The orchestrator's shapes samples as our Dataset."""
 
 
 # Every weighted layer except BatchNorm (bn_conv1, bn2a_branch2a, ..., mrcnn_mask_bn4):
