@@ -315,7 +315,10 @@ def _to_rgb(image):
 
     channels = tf.shape(image)[2]
     tf.debugging.assert_less_equal(channels, 4, message="image must have 1, 2, 3 or 4 channels")
-    rgb = tf.cond(channels < 3, lambda: tf.tile(image[:, :, :1], [1, 1, 3]), lambda: image[:, :, :3])
+    # Channels (0, 0, 0) or (0, 1, 2): a gather, not a tf.cond. TFLite's interpreter
+    # crashed (SIGSEGV in a WHILE op's Prepare) on the third image of a 3-, 1-, then
+    # 3-channel sequence when the choice was an IF op (TF 2.21, 2026-12-04).
+    rgb = tf.gather(image, tf.range(3) * tf.cast(channels >= 3, tf.int32), axis=2)
     # A reshape, not tf.ensure_shape (no TFLite builtin), states the 3 channels.
     return tf.reshape(rgb, tf.stack([tf.shape(rgb)[0], tf.shape(rgb)[1], 3]))
 
