@@ -227,7 +227,9 @@ class MaskRCNN(MatterportCompat):
         learning_rate: the base rate; config.LR_SCHEDULE and LEARNING_RATE_WARMUP_STEPS
             shape it (``mrcnn.schedules``).
         seed: an int makes data order, augmentation, ROI sampling and the TensorFlow
-            kernels reproducible (``training.seed_run``); None: random.
+            kernels reproducible (``training.seed_run``); None: random. The initial
+            weights are drawn when the model is built: for a run that repeats from its
+            start, call ``keras.utils.set_random_seed`` before ``MaskRCNN(...)`` too.
         """
         self._check_mode("training", "train()")
         from mrcnn.data import DataGenerator  # data imports albumentations; keep import light

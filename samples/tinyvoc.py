@@ -50,7 +50,7 @@ from mrcnn.config import PRECISIONS, Config  # noqa: E402
 from mrcnn.errors import UserInputError  # noqa: E402
 from samples.synthetic_tinyvoc import add_synth_arguments  # noqa: E402
 from samples.training_options import (add_training_options, map_callbacks,  # noqa: E402
-                                      schedule_overrides)
+                                      schedule_overrides, seed_initial_weights)
 from samples.tinyvoc_export import add_export_command  # noqa: E402
 
 DEFAULT_LOGS_DIR = os.path.join(ROOT_DIR, "logs")
@@ -353,6 +353,7 @@ def cmd_train(args):
     config = make_config(args, False, weights, train_images=train.num_images,
                          val_images=val.num_images if val is not None else 0)
     config.display()
+    seed_initial_weights(args)
     model = MaskRCNN("training", config, args.logs)
     load_initial_weights(model, weights)
     augmentation = None if args.no_augment else build_augmentation()

@@ -4,11 +4,12 @@ a training seed and per-epoch COCO mAP (used by ``samples/tinyvoc.py train``).
 - ``add_training_options(parser)``: the options.
 - ``schedule_overrides(args)``: the Config attributes they set.
 - ``map_callbacks(args, model, val, inference_config)``: the mAP callback they ask for.
+- ``seed_initial_weights(args)``: with --train-seed, the model built next starts alike.
 """
 from mrcnn.errors import ConfigError
 from samples.synthetic_tinyvoc import int_at_least
 
-__all__ = ["add_training_options", "schedule_overrides", "map_callbacks"]
+__all__ = ["add_training_options", "schedule_overrides", "map_callbacks", "seed_initial_weights"]
 
 
 def add_training_options(parser):
@@ -30,9 +31,9 @@ def add_training_options(parser):
                              "TRAIN_ROIS_PER_IMAGE). Fewer make steps cheaper: the mask head "
                              "runs on every positive ROI, up to a third of them")
     parser.add_argument("--train-seed", type=int, default=None, metavar="SEED",
-                        help="make training repeatable: data order, augmentation, ROI sampling "
-                             "and deterministic TensorFlow kernels (default: random; --seed "
-                             "only fixes the train/val split)")
+                        help="make training repeatable: initial weights, data order, "
+                             "augmentation, ROI sampling and deterministic TensorFlow kernels "
+                             "(default: random; --seed only fixes the train/val split)")
     parser.add_argument("--epoch-map", type=int_at_least(0), default=0, metavar="N",
                         help="after each epoch, COCO bbox/segm mAP of the first N validation "
                              "images, as val_*_AP* columns of training_log.csv and in "
@@ -70,3 +71,15 @@ def map_callbacks(args, model, val, inference_config):
     inference = MaskRCNN("inference", inference_config, args.logs)
     return [CocoMAPCallback(model, inference, val, limit=args.epoch_map, keep_best=args.keep_best)]
 
+
+
+def seed_initial_weights(args):
+    """With --train-seed, seeds Keras' global generators before the model is built.
+
+    ``MaskRCNN.train(seed=...)`` makes a run repeat from its first step on, but the
+    weights that no file provides (all of them with --weights none, the heads with
+    imagenet) are drawn when the layers are built, before train() is called."""
+    if args.train_seed is not None:
+        import keras
+
+        keras.utils.set_random_seed(args.train_seed)

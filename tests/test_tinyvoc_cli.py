@@ -32,6 +32,10 @@ SCRIPT = os.path.join(ROOT, "samples", "tinyvoc.py")
 REAL_TINYVOC = os.path.normpath(os.path.join(ROOT, "..", "shared", "data", "tinyvoc"))
 VAL_FRACTION, SEED = "0.25", "0"
 SMALL = ["--image-size", "128"]
+# The `trained` fixture's first (heads) epoch; with TRAIN_SEED it repeats exactly.
+FIRST_EPOCH = ["--heads-epochs", 1, "--steps", 2, "--val-steps", 1, "--val-fraction", VAL_FRACTION,
+               "--seed", SEED]
+TRAIN_SEED = 5
 SUBMISSION_KEYS = {"image_id", "category_id", "segmentation", "score"}
 # COCOeval's area ranges (gt "area", in pixels) of the APs/APm/APl and ARs/ARm/ARl rows.
 AREA_RANGES = {"s": (0, 32 ** 2), "m": (32 ** 2, 96 ** 2), "l": (96 ** 2, 1e10)}
@@ -70,8 +74,7 @@ def trained(tmp_path_factory):
     data, logs = base / "data", base / "logs"
     info = write_synthetic_tinyvoc(str(data), n_train=12, n_test=4, seed=0)
     proc = run_cli("train", "--dataset", data, "--weights", "none", "--logs", logs, *SMALL,
-                   "--heads-epochs", 1, "--all-epochs", 1, "--steps", 2, "--val-steps", 1,
-                   "--val-fraction", VAL_FRACTION, "--seed", SEED)
+                   *FIRST_EPOCH, "--all-epochs", 1, "--train-seed", TRAIN_SEED)
     runs = os.listdir(logs) if logs.is_dir() else []
     return {"info": info, "data": data, "logs": logs, "proc": proc,
             "run": logs / runs[0] if len(runs) == 1 else None}
@@ -84,6 +87,16 @@ def _checkpoint(run, epoch):
 def _weights(path, layer):
     with h5py.File(path, "r") as f:
         return np.array(f[layer][f"{layer}/kernel:0"])
+
+
+def _all_weights(path):
+    """{(layer, weight name): value} of every weight in a checkpoint."""
+    from mrcnn import keras2_h5
+
+    with keras2_h5.open_h5(str(path)) as f:
+        return {(layer.name, name): keras2_h5.read_value(keras2_h5.dataset(layer, name, path), path)
+                for layer in keras2_h5.file_layers(keras2_h5.weights_root(f, path), path)
+                for name in layer.weight_names}
 
 
 def test_synthetic_folder_has_the_promised_defects(trained):
@@ -223,6 +236,20 @@ def test_detect_writes_a_png(trained):
     assert pixels.shape[0] > 100 and pixels.shape[1] > 100 and pixels.std() > 0
     count = int(re.search(r"(\d+) instances; saved (.*)", out).group(1))
     assert len(re.findall(r"^  \w+ +\d\.\d{3}$", out, flags=re.M)) == count
+
+
+def test_train_seed_repeats_a_run_from_its_initial_weights(trained, tmp_path):
+    """The same --train-seed in a new process gives the same checkpoint, bit for bit:
+    the random initial weights are seeded too, not only the steps."""
+    ok(trained["proc"])
+    logs = tmp_path / "logs"
+    ok(run_cli("train", "--dataset", trained["data"], "--weights", "none", "--logs", logs,
+               *SMALL, *FIRST_EPOCH, "--all-epochs", 0, "--train-seed", TRAIN_SEED))
+    [run] = logs.iterdir()
+    first, second = _all_weights(_checkpoint(trained["run"], 1)), _all_weights(_checkpoint(run, 1))
+    assert first.keys() == second.keys() and len(first) > 300
+    for key, value in first.items():
+        np.testing.assert_array_equal(value, second[key], err_msg=key)
 
 
 def test_resume_continues_the_epoch_count(trained):
