@@ -4,9 +4,24 @@ Written from the published definitions (Matterport's numpy utils, the
 ``tf.image.crop_and_resize`` and ``tf.image.non_max_suppression`` docs), with
 no import from ``mrcnn``. Boxes are ``(y1, x1, y2, x2)``.
 """
+import json
 import math
+import os
 
 import numpy as np
+
+# Layer names and HDF5 layout of Matterport's published weight files (from
+# ../shared/reference, read from the files' headers; no weights): kept in the
+# repository so that the compatibility tests run on any clone.
+MATTERPORT_FILES = os.path.join(os.path.dirname(os.path.abspath(__file__)), "data")
+
+
+def matterport_file_facts(name):
+    """The parsed JSON `name` of tests/data: "matterport_coco_h5_layout.json" (the
+    weighted layers of mask_rcnn_coco.h5 with weight names and shapes) or
+    "matterport_h5_layer_names.json" (layer names of the three public files)."""
+    with open(os.path.join(MATTERPORT_FILES, name)) as f:
+        return json.load(f)
 
 
 def mask_iou(a, b):

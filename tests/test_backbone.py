@@ -1,6 +1,4 @@
 """Backbone + FPN: Matterport's weight layout, shapes, frozen BatchNorm, numpy references."""
-import json
-import os
 
 import keras
 import numpy as np
@@ -8,18 +6,7 @@ import pytest
 
 from mrcnn.layers.backbone import BatchNorm, fpn_graph, resnet_graph
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
-
-# Matterport's weight-file layouts, kept beside the repository (see docs/DESIGN.md).
-REFERENCE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "shared",
-                         "reference")
-
-
-def _load_reference(name):
-    path = os.path.join(REFERENCE, name)
-    if not os.path.exists(path):
-        pytest.skip(f"reference file {path} not available")
-    with open(path) as f:
-        return json.load(f)
+from tests.reference import matterport_file_facts
 
 
 # ---------------------------------------------------------------- numpy references
@@ -111,7 +98,7 @@ def _weight_list(layer):
 
 # ---------------------------------------------------------------- tests
 def test_coco_layout_matches_model(coco_model):
-    layout = _load_reference("matterport_coco_h5_layout.json")["weighted_layers"]
+    layout = matterport_file_facts("matterport_coco_h5_layout.json")["weighted_layers"]
     expected = {
         entry["layer"]: [(w["name"].removesuffix(":0"), tuple(w["shape"]))
                          for w in entry["weights"]]
@@ -138,7 +125,7 @@ def test_coco_model_output_shapes(coco_model):
 
 
 def test_resnet50_imagenet_names(resnet50):
-    files = _load_reference("matterport_h5_layer_names.json")["files"]
+    files = matterport_file_facts("matterport_h5_layer_names.json")["files"]
     names = files["resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"]["layer_names"]
     wanted = [n for n in names if n.startswith(("conv1", "bn_conv1", "res", "bn"))]
     assert len(wanted) == 106

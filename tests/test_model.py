@@ -1,7 +1,6 @@
 """MaskRCNN end to end: graph building, layer names against Matterport's file,
 a short training run on the shapes data, detection contract, checkpoints."""
 
-import json
 import os
 
 import numpy as np
@@ -11,9 +10,7 @@ from mrcnn import training
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
 from tests.configs import ShapesTrainConfig, SmallConfig, never_background  # noqa: F401 (other tests import the configs from here)
-
-REFERENCE = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "reference",
-                         "matterport_coco_h5_layout.json")
+from tests.reference import matterport_file_facts
 
 
 class CocoConfig(Config):
@@ -39,10 +36,7 @@ def coco_training_model(tmp_path_factory):
 
 
 def test_default_config_training_graph_has_every_layer_of_mask_rcnn_coco_h5(coco_training_model):
-    if not os.path.exists(REFERENCE):
-        pytest.skip(f"reference file {REFERENCE} not available")  # as in test_backbone/test_weights
-    with open(REFERENCE) as f:
-        layout = json.load(f)["weighted_layers"]
+    layout = matterport_file_facts("matterport_coco_h5_layout.json")["weighted_layers"]
     ours = weighted_layers(coco_training_model.keras_model)
     missing = [entry["layer"] for entry in layout if entry["layer"] not in ours]
     assert not missing, f"layers of mask_rcnn_coco.h5 missing from our graph: {missing[:10]}"

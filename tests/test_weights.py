@@ -1,14 +1,13 @@
 """Tests of mrcnn.weights: Keras-2 HDF5 weights I/O (issue 5).
 
 Files are written here with h5py in the exact Keras-2 layout of Matterport's
-mask_rcnn_coco.h5 (weight names from ../shared/reference), independently of the
+mask_rcnn_coco.h5 (weight names from tests/data), independently of the
 writer under test; Keras 3's own legacy h5 reader is a second, independent check
 of what `save_weights` writes.
 """
 
 import ast
 import hashlib
-import json
 import os
 import signal
 import subprocess
@@ -24,30 +23,22 @@ from keras import layers
 
 from mrcnn import weights as W
 from mrcnn.errors import WeightsError
+from tests.reference import matterport_file_facts
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-REFERENCE = os.path.join(ROOT, "..", "shared", "reference")
-
-
-def _reference(name):
-    path = os.path.join(REFERENCE, name)
-    if not os.path.exists(path):
-        pytest.skip(f"reference file {path} not available")
-    with open(path) as f:
-        return json.load(f)
 
 
 @pytest.fixture(scope="module")
 def coco_layout():
     """{layer: [(weight_name, shape)]} of mask_rcnn_coco.h5, in file order."""
-    ref = _reference("matterport_coco_h5_layout.json")
+    ref = matterport_file_facts("matterport_coco_h5_layout.json")
     return {entry["layer"]: [(w["name"], tuple(w["shape"])) for w in entry["weights"]]
             for entry in ref["weighted_layers"]}
 
 
 @pytest.fixture(scope="module")
 def coco_layer_names():
-    ref = _reference("matterport_h5_layer_names.json")
+    ref = matterport_file_facts("matterport_h5_layer_names.json")
     return ref["files"]["mask_rcnn_coco.h5"]["layer_names"]
 
 
