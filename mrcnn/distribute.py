@@ -239,7 +239,10 @@ def sharded_batches(strategy, generator, parallel_loads=1):
             return [part[name] for name in signature]
 
         def load_part(element):
-            arrays = tf.numpy_function(load, [element], dtypes)
+            # `load` is a function of `element` alone (``DataGenerator.part``), so it is
+            # declared stateless: under op determinism (a seeded train()) tf.data runs a
+            # stateful map serially, ignoring `parallel_loads`, and logs a NodeDef error.
+            arrays = tf.numpy_function(load, [element], dtypes, stateful=False)
             return {name: tf.ensure_shape(array, shape)
                     for (name, (shape, _)), array in zip(signature.items(), arrays)}
 

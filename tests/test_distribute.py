@@ -10,6 +10,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 
 import numpy as np
@@ -158,6 +159,41 @@ def test_sharded_batches_in_one_process_are_the_generator_batches_across_epochs(
     fed = distribute.batches_for_fit(None, reference, 1)
     assert ({name: tuple(spec.shape) for name, spec in fed.element_spec.items()}
             == {name: shape for name, (shape, _) in reference.batch_signature(2).items()})
+
+
+def test_sharded_batches_load_parts_in_parallel_in_a_seeded_run():
+    """A seeded train() turns on op determinism (``training.seed_run``), under which
+    tf.data runs a stateful map one element at a time: `parallel_loads` must hold there
+    too. Each load waits a little, so two parallel loads overlap."""
+    from tensorflow.python.framework import config as tf_config  # no public switch-off
+    from samples.shapes import ShapesDataset
+
+    worker = _worker_module()
+    lock, loading, most = threading.Lock(), [0], [0]
+
+    class CountingGenerator(DataGenerator):
+        def part(self, *args, **kwargs):
+            with lock:
+                loading[0] += 1
+                most[0] = max(most[0], loading[0])
+            try:
+                time.sleep(0.2)
+                return super().part(*args, **kwargs)
+            finally:
+                with lock:
+                    loading[0] -= 1
+
+    generator = CountingGenerator(worker.shapes(ShapesDataset()), worker.WorkerConfig(), seed=1, steps=4)
+    was_on = tf_config.is_op_determinism_enabled()
+    tf_config.enable_op_determinism()
+    try:
+        batches = iter(distribute.sharded_batches(tf.distribute.get_strategy(), generator, parallel_loads=2))
+        for _ in range(4):
+            next(batches)
+    finally:
+        if not was_on:
+            tf_config.disable_op_determinism()
+    assert most[0] == 2
 
 
 # --- MultiWorkerMirroredStrategy: two processes on 127.0.0.1 -------------------------
