@@ -503,3 +503,14 @@ class DataGenerator(keras.utils.PyDataset):
             batch["input_gt_boxes"][b, :n] = sample.boxes
             batch["input_gt_masks"][b, :, :, :n] = sample.masks
         return batch
+
+
+class MatterportBatches(DataGenerator):
+    """``DataGenerator`` with the TF2 ports' item form (their ``modellib.DataGenerator``):
+    ``generator[idx]`` is ``(inputs, [])``, inputs the arrays of the batch as a list in
+    Matterport's input order (that of ``batch_signature``: image, meta, rpn_match,
+    rpn_bbox, gt_class_ids, gt_boxes, gt_masks)."""
+
+    def __getitem__(self, idx):
+        batch = super().__getitem__(idx)
+        return [batch[name] for name in self.batch_signature(1)], []

@@ -27,13 +27,13 @@ from mrcnn.layers.roi_align import PyramidROIAlign  # noqa: F401
 from mrcnn.layers.wiring import BatchConstant, NormalizeBoxes  # noqa: F401
 from mrcnn.training import TrainingGraph  # noqa: F401
 # Matterport's module-level names (modellib.log, load_image_gt, mold_image, ...).
-from mrcnn.model_compat import (MatterportCompat, data_generator, load_image_gt,  # noqa: F401
-                                log, mold_image)
+from mrcnn.model_compat import (DataGenerator, MatterportCompat, data_generator,  # noqa: F401
+                                load_image_gt, log, mold_image)
 
 __all__ = ["MaskRCNN", "LOSS_NAMES", "fpn_graph", "resnet_graph", "DetectionLayer",
            "DetectionTargetLayer", "PositiveRows", "ProposalLayer", "PyramidROIAlign",
            "BatchConstant", "NormalizeBoxes", "TrainingGraph", "MatterportCompat",
-           "data_generator", "load_image_gt", "log", "mold_image"]
+           "data_generator", "DataGenerator", "load_image_gt", "log", "mold_image"]
 
 logger = logging.getLogger("mrcnn")
 
@@ -232,7 +232,9 @@ class MaskRCNN(MatterportCompat):
             start, call ``keras.utils.set_random_seed`` before ``MaskRCNN(...)`` too.
         """
         self._check_mode("training", "train()")
-        from mrcnn.data import DataGenerator  # data imports albumentations; keep import light
+        # Not modellib.DataGenerator (the TF2 ports' list batches). mrcnn.data imports
+        # albumentations: imported here, to keep `import mrcnn.model` light.
+        from mrcnn.data import DataGenerator as TrainingBatches
 
         config = self.config
         regex = training.layer_regex(layers, config.BACKBONE)
@@ -248,11 +250,11 @@ class MaskRCNN(MatterportCompat):
         if seed is None:  # several workers must still shuffle alike
             loader["seed"] = distribute.shared_seed(self.strategy)
         skip_empty = not config.TRAIN_IMAGES_WITHOUT_INSTANCES
-        train_gen = DataGenerator(train_dataset, config, shuffle=True, augmentation=augmentation,
-                                  no_augmentation_sources=no_augmentation_sources, skip_empty=skip_empty,
-                                  steps=config.STEPS_PER_EPOCH, **loader)
-        val_gen = (DataGenerator(val_dataset, config, shuffle=True, steps=config.VALIDATION_STEPS,
-                                 skip_empty=skip_empty, **loader)
+        train_gen = TrainingBatches(train_dataset, config, shuffle=True, augmentation=augmentation,
+                                    no_augmentation_sources=no_augmentation_sources,
+                                    skip_empty=skip_empty, steps=config.STEPS_PER_EPOCH, **loader)
+        val_gen = (TrainingBatches(val_dataset, config, shuffle=True, steps=config.VALIDATION_STEPS,
+                                   skip_empty=skip_empty, **loader)
                    if val_dataset is not None and config.VALIDATION_STEPS else None)
 
         # Under MultiWorkerMirroredStrategy only the chief writes into the run folder.

@@ -2,7 +2,8 @@
 ``MaskRCNN`` (``run_graph``, ``ancestor``, ``find_trainable_layer``,
 ``get_trainable_layers``, as the ``MatterportCompat`` mixin), the module helpers
 of Matterport's ``model.py`` (``log``, ``load_image_gt``, ``mold_image``,
-``data_generator``) and ``utils.download_trained_weights``.
+``data_generator``, and the TF2 ports' ``DataGenerator``) and
+``utils.download_trained_weights``.
 
 Where Keras 3 cannot do what Matterport did, the call raises an error that says
 what to call instead. The conv1 check of ``MatterportCompat`` lets 3-channel
@@ -26,7 +27,7 @@ from mrcnn.images import mold_image  # noqa: F401  (Matterport's modellib.mold_i
 
 logger = logging.getLogger("mrcnn")
 
-__all__ = ["MatterportCompat", "log", "load_image_gt", "mold_image", "data_generator",
+__all__ = ["MatterportCompat", "log", "load_image_gt", "mold_image", "data_generator", "DataGenerator",
            "download_trained_weights", "conv1_input_channels"]
 
 # The first convolution: the only weights whose shape depends on IMAGE_CHANNEL_COUNT.
@@ -206,17 +207,12 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
     """Matterport's endless generator of ``(inputs, [])`` training batches, inputs in its
     order: [images, image_metas, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks].
 
-    Backed by ``mrcnn.data.DataGenerator`` (use that for ``train``-style code: it
-    is a keras PyDataset keyed by input names). ``random_rois`` and
-    ``detection_targets`` are not supported: the training graph samples ROIs.
+    Backed by the TF2 ports' ``DataGenerator`` below (for ``train``-style code use
+    ``mrcnn.data.DataGenerator``: a keras PyDataset keyed by input names).
+    ``random_rois`` and ``detection_targets`` are not supported: the training graph
+    samples ROIs.
     """
-    from mrcnn.data import DataGenerator
-
-    if random_rois or detection_targets:
-        raise ValueError("data_generator: random_rois/detection_targets are not supported; the "
-                         "training graph samples ROIs and builds their targets: run "
-                         "model.keras_model(batch) on a DataGenerator batch and read its "
-                         "'rois', 'target_class_ids', 'target_bbox' and 'target_mask' outputs")
+    _refuse_sampled_rois("data_generator", random_rois, detection_targets)
     if augment:
         if augmentation is not None:
             raise ValueError("data_generator: pass augment=True or augmentation, not both")
@@ -228,13 +224,33 @@ def data_generator(dataset, config, shuffle=True, augment=False, augmentation=No
         config.BATCH_SIZE = int(batch_size)
     generator = DataGenerator(dataset, config, shuffle=shuffle, augmentation=augmentation,
                               no_augmentation_sources=no_augmentation_sources)
-    keys = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
-            "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
     while True:
         for index in range(len(generator)):
-            batch = generator[index]
-            yield [batch[key] for key in keys], []
+            yield generator[index]
         generator.on_epoch_end()
+
+
+def DataGenerator(dataset, config, shuffle=True, augmentation=None, random_rois=0,  # noqa: N802
+                  detection_targets=False, no_augmentation_sources=None):
+    """The TF2 ports' ``modellib.DataGenerator`` (a keras Sequence): ``generator[idx]``
+    is batch `idx` of the epoch as ``(inputs, [])``, inputs in Matterport's order
+    (``mrcnn.data.MatterportBatches``). Our own training batches, keyed by input name,
+    are ``mrcnn.data.DataGenerator``. ``random_rois`` and ``detection_targets`` are not
+    supported: the training graph samples ROIs."""
+    from mrcnn.data import MatterportBatches
+
+    _refuse_sampled_rois("DataGenerator", random_rois, detection_targets)
+    return MatterportBatches(dataset, config, shuffle=shuffle, augmentation=augmentation,
+                             no_augmentation_sources=no_augmentation_sources)
+
+
+def _refuse_sampled_rois(caller, random_rois, detection_targets):
+    if random_rois or detection_targets:
+        raise ValueError(f"{caller}: random_rois/detection_targets are not supported; the "
+                         "training graph samples ROIs and builds their targets: run "
+                         "model.keras_model(batch) on a mrcnn.data.DataGenerator batch and "
+                         "read its 'rois', 'target_class_ids', 'target_bbox' and 'target_mask' "
+                         "outputs")
 
 
 def download_trained_weights(coco_model_path, verbose=1):

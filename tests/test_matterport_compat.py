@@ -94,17 +94,43 @@ def test_mold_image_takes_the_config(config):
     assert molded.dtype == np.float32
 
 
+def _assert_matterport_inputs(inputs, batch_size, config):
+    images, metas, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks = inputs
+    assert images.shape == (batch_size, 128, 128, 3) and metas.shape == (batch_size, config.IMAGE_META_SIZE)
+    assert rpn_match.shape[0] == batch_size
+    assert rpn_bbox.shape == (batch_size, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4)
+    assert gt_class_ids.shape == gt_boxes.shape[:2] == (batch_size, config.MAX_GT_INSTANCES)
+    assert gt_masks.shape[-1] == config.MAX_GT_INSTANCES and gt_masks.dtype == bool
+
+
 def test_data_generator_yields_matterport_input_lists(dataset, config):
     generator = modellib.data_generator(dataset, config, shuffle=True, batch_size=2)
     for _ in range(3):  # crosses an epoch end (3 images, batches of 2)
         inputs, outputs = next(generator)
-    images, metas, rpn_match, rpn_bbox, gt_class_ids, gt_boxes, gt_masks = inputs
     assert outputs == []
-    assert images.shape == (2, 128, 128, 3) and metas.shape == (2, config.IMAGE_META_SIZE)
-    assert rpn_match.shape[0] == 2 and rpn_bbox.shape == (2, config.RPN_TRAIN_ANCHORS_PER_IMAGE, 4)
-    assert gt_class_ids.shape == (2, config.MAX_GT_INSTANCES) and gt_masks.shape[-1] == config.MAX_GT_INSTANCES
+    _assert_matterport_inputs(inputs, 2, config)
     with pytest.raises(ValueError, match="training graph samples ROIs"):
         next(modellib.data_generator(dataset, config, random_rois=2000, detection_targets=True))
+
+
+def test_tf2_ports_data_generator_is_a_sequence_of_input_lists(dataset, config):
+    """The TF2 ports' modellib.DataGenerator(dataset, config, shuffle, augmentation):
+    item i is ([the 7 inputs in Matterport's order], []), the arrays of our keyed batch."""
+    from mrcnn import data
+
+    generator = modellib.DataGenerator(dataset, config, shuffle=False)
+    assert len(generator) == -(-dataset.num_images // config.BATCH_SIZE)
+    inputs, outputs = generator[0]
+    assert outputs == []
+    _assert_matterport_inputs(inputs, config.BATCH_SIZE, config)
+    # With one seed (the ports' signature has none), the same arrays as our keyed batch.
+    listed, _ = data.MatterportBatches(dataset, config, shuffle=False, seed=3)[0]
+    keyed = data.DataGenerator(dataset, config, shuffle=False, seed=3)[0]
+    for name, array in zip(("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
+                            "input_gt_class_ids", "input_gt_boxes", "input_gt_masks"), listed):
+        np.testing.assert_array_equal(array, keyed[name], err_msg=name)
+    with pytest.raises(ValueError, match="DataGenerator: random_rois/detection_targets"):
+        modellib.DataGenerator(dataset, config, random_rois=200)
 
 
 # --- MaskRCNN debugging methods -------------------------------------------------------
