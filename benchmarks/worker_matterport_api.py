@@ -3,8 +3,8 @@
     python benchmarks/worker_matterport_api.py --task infer|train --data DATA.npz [--batch B]
 
 The same user code (``Config``, ``MaskRCNN(mode, config, model_dir)``, ``detect``,
-``set_trainable``, ``compile``, ``keras_model.train_on_batch`` on ``DataGenerator``
-batches: the ports' ``mrcnn.model.DataGenerator``, our ``mrcnn.data.DataGenerator``) runs
+``set_trainable``, ``compile``, ``keras_model.train_on_batch`` on the TF2 ports'
+``mrcnn.model.DataGenerator`` batches, ``utils.Dataset``) runs
 against ``mrcnn`` from $MATTERPORT_DIR when it is set (a checkout of a Matterport TF2
 port, run with tf-keras: ``TF_USE_LEGACY_KERAS=1``), else against ours. Settings are
 Matterport's defaults but for the image size (512x512), the backbone (ResNet-50), the
@@ -32,27 +32,21 @@ tf.config.threading.set_intra_op_parallelism_threads(common.THREADS)
 tf.config.threading.set_inter_op_parallelism_threads(common.THREADS)
 
 from mrcnn import model as modellib  # noqa: E402
+from mrcnn import utils  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 
 MATTERPORT = bool(os.environ.get("MATTERPORT_DIR"))
 if MATTERPORT:
-    from mrcnn import utils as matterport_utils
-    from mrcnn.model import DataGenerator
-    from mrcnn.utils import Dataset
-
     # What Matterport's code needs to run on today's libraries, and nothing more:
     # graph-mode (TF1-style) training needs tf-keras' legacy optimizers, and
     # scikit-image >= 0.19 refuses to interpolate the bool masks minimize_mask passes.
     modellib.keras.optimizers.SGD = modellib.keras.optimizers.legacy.SGD
-    _resize = matterport_utils.resize
-    matterport_utils.resize = lambda image, *args, **kwargs: _resize(
+    _resize = utils.resize
+    utils.resize = lambda image, *args, **kwargs: _resize(
         image.astype(np.float32) if image.dtype == bool else image, *args, **kwargs)
-else:
-    from mrcnn.data import DataGenerator
-    from mrcnn.dataset import Dataset
 
 
-class ShapesArrays(common.ShapesSamples, Dataset):
+class ShapesArrays(common.ShapesSamples, utils.Dataset):
     """The orchestrator's shapes samples as the package's Dataset."""
 
 
@@ -91,16 +85,13 @@ def train(shapes, batch, runs, warmup):
     model.set_trainable(".*", verbose=0)  # layers="all", BatchNorm scale and offset included
     model.compile(config.LEARNING_RATE, config.LEARNING_MOMENTUM)
     build = time.perf_counter() - start
-    generator = DataGenerator(dataset, config, shuffle=False)
-    # Matterport's generator gives (inputs, outputs), ours a dict of inputs.
+    generator = modellib.DataGenerator(dataset, config, shuffle=False)
     batches = [generator[i % len(generator)] for i in range(runs + warmup + 1)]
     losses = []
 
     def step(i):
-        batch_data = batches[i]
-        logs = (model.keras_model.train_on_batch(*batch_data) if isinstance(batch_data, tuple)
-                else model.keras_model.train_on_batch(batch_data))
-        losses.append(float(np.ravel(logs)[0]))
+        inputs, outputs = batches[i]
+        losses.append(float(np.ravel(model.keras_model.train_on_batch(inputs, outputs))[0]))
 
     start = time.perf_counter()
     step(0)

@@ -25,6 +25,11 @@ from mrcnn.layout import SIZE_MULTIPLE, image_meta_size
 LOSS_NAMES = ("rpn_class_loss", "rpn_bbox_loss", "mrcnn_class_loss", "mrcnn_bbox_loss",
               "mrcnn_mask_loss")
 
+# The training graph's inputs in Matterport's positional order (its data_generator's
+# lists); the graph itself takes them as a dict keyed by these names.
+TRAINING_INPUT_NAMES = ("input_image", "input_image_meta", "input_rpn_match", "input_rpn_bbox",
+                        "input_gt_class_ids", "input_gt_boxes", "input_gt_masks")
+
 # Keras dtype policy names accepted as Config.PRECISION (see mrcnn.precision).
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 

@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from mrcnn.boxes import box_refinement, compute_overlaps, extract_bboxes
+from mrcnn.config import TRAINING_INPUT_NAMES
 from mrcnn.dataset import load_image_with_channels
 from mrcnn.errors import DatasetError
 from mrcnn.images import compose_image_meta, mold_image
@@ -508,9 +509,10 @@ class DataGenerator(keras.utils.PyDataset):
 class MatterportBatches(DataGenerator):
     """``DataGenerator`` with the TF2 ports' item form (their ``modellib.DataGenerator``):
     ``generator[idx]`` is ``(inputs, [])``, inputs the arrays of the batch as a list in
-    Matterport's input order (that of ``batch_signature``: image, meta, rpn_match,
-    rpn_bbox, gt_class_ids, gt_boxes, gt_masks)."""
+    Matterport's input order (``config.TRAINING_INPUT_NAMES``: image, meta, rpn_match,
+    rpn_bbox, gt_class_ids, gt_boxes, gt_masks); ``keras_model.train_on_batch(*item)``
+    trains on it as the ports do."""
 
     def __getitem__(self, idx):
         batch = super().__getitem__(idx)
-        return [batch[name] for name in self.batch_signature(1)], []
+        return [batch[name] for name in TRAINING_INPUT_NAMES], []

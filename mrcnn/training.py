@@ -17,7 +17,7 @@ import numpy as np
 from keras import ops
 
 from mrcnn import backbones, fileio, graph_ops, losses
-from mrcnn.config import LOSS_NAMES, Config
+from mrcnn.config import LOSS_NAMES, TRAINING_INPUT_NAMES, Config
 from mrcnn import weights as weights_io
 
 log = logging.getLogger("mrcnn")
@@ -122,6 +122,14 @@ def _sum_over_replicas(grads):
     return grads
 
 
+def _keyed_inputs(x):
+    """A list or tuple of the training inputs in Matterport's order as the graph's dict;
+    anything else as it is."""
+    if isinstance(x, (list, tuple)) and len(x) == len(TRAINING_INPUT_NAMES):
+        return dict(zip(TRAINING_INPUT_NAMES, x))
+    return x
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class TrainingGraph(keras.Model):
     """The training graph plus its loss: the weighted sum of the five Mask R-CNN
@@ -147,6 +155,15 @@ class TrainingGraph(keras.Model):
 
     def test_step(self, *args):
         return _logs_for_worker_reduction(super().test_step(*args))
+
+    # Matterport's custom loops (and the TF2 ports') pass its positional input list:
+    # keras_model.train_on_batch(inputs, []). Keras would match a list to the dict's
+    # sorted names, so it is keyed by Matterport's order first.
+    def train_on_batch(self, x=None, y=None, *args, **kwargs):
+        return super().train_on_batch(_keyed_inputs(x), y, *args, **kwargs)
+
+    def test_on_batch(self, x=None, y=None, *args, **kwargs):
+        return super().test_on_batch(_keyed_inputs(x), y, *args, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under tf.distribute, Keras' TensorFlow trainer averages the replicas' first

@@ -133,6 +133,29 @@ def test_tf2_ports_data_generator_is_a_sequence_of_input_lists(dataset, config):
         modellib.DataGenerator(dataset, config, random_rois=200)
 
 
+def test_training_graph_takes_matterport_input_lists_in_train_on_batch(dataset, config, tmp_path):
+    """The ports' custom loop, keras_model.train_on_batch(*generator[i]), trains; the
+    list means what the keyed dict means (same losses from the same ROI draws)."""
+    from mrcnn import training
+
+    class TrainingConfig(SmallConfig):
+        IMAGES_PER_GPU = 1
+
+    model = modellib.MaskRCNN("training", TrainingConfig(), str(tmp_path))
+    model.set_trainable(".*", verbose=0)
+    model.compile(0.001, 0.9)
+    inputs, outputs = modellib.DataGenerator(dataset, TrainingConfig(), shuffle=False)[0]
+    keyed = dict(zip(modellib.DataGenerator(dataset, config).batch_signature(1), inputs))
+    losses = []
+    for x in (inputs, keyed, tuple(inputs)):
+        training.seed_run(model.keras_model, 0, 0)  # the same ROI sampling each time
+        losses.append(model.keras_model.test_on_batch(x, outputs))
+    assert losses[0] == losses[1] == losses[2] and np.all(np.isfinite(losses[0]))
+    before = model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0].copy()
+    assert np.all(np.isfinite(model.keras_model.train_on_batch(inputs, outputs)))
+    assert not np.array_equal(before, model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0])
+
+
 # --- MaskRCNN debugging methods -------------------------------------------------------
 
 def test_run_graph_returns_named_layer_outputs(model, dataset, capsys):
