@@ -9,8 +9,9 @@
 #   6. a picture of the detections in one test image      -> logs/demo/detections.png
 # Every step is a samples/tinyvoc.py command, exactly as one runs it on the real data
 # (the commands for that are printed at the end). The synthetic shapes are easy: 240 steps
-# from random weights reached segm AP50 0.73 on the held-out images (README; your run's
-# AP is printed at the end). This shows the model learns, not what it reaches on VOC.
+# from random weights reach segm AP50 0.68 on the held-out images (README; --train-seed 0
+# makes the run repeat on one machine; the AP is printed at the end). This shows the
+# model learns, not what it reaches on VOC.
 #
 # Usage: bash scripts/demo.sh [--no-setup]
 # Environment: DEMO_DIR (default logs/demo), DEMO_IMAGE_SIZE (px, multiple of 64;
@@ -23,7 +24,7 @@ setup=1
 for arg in "$@"; do
   case "$arg" in
     --no-setup) setup=0 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,18p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$arg' (only --no-setup)" >&2; exit 2 ;;
   esac
 done
