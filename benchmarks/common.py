@@ -7,6 +7,7 @@ import argparse
 import json
 import os
 import resource
+import subprocess
 import sys
 import time
 
@@ -104,3 +105,19 @@ def worker_arguments(description, tasks):
     parser.add_argument("--rpn-conv-channels", type=int, default=RPN_CONV_CHANNELS,
                         help="ours only: RPN_CONV_CHANNELS (512 = our default, Matterport's)")
     return parser.parse_args()
+
+
+def cpu_model():
+    """The CPU as `lscpu` names it, with its family and bfloat16 units: the model name
+    alone ("AMD EPYC") covers CPUs whose figures do not compare."""
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
+    except OSError:
+        return "unknown"
+    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
+    fields = {key.strip(): value.strip() for key, value in fields.items()}
+    flags = set(fields.get("Flags", "").split())
+    units = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}"
+                      for flag in ("avx512f", "avx512_bf16", "amx_bf16"))
+    return (f"{fields.get('Model name', 'unknown')} (family {fields.get('CPU family', '?')}, "
+            f"model {fields.get('Model', '?')}; {units})")

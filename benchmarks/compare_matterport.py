@@ -26,7 +26,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-import compare_precision as cp  # noqa: E402
+import common  # noqa: E402
 import compare_torchvision as ct  # noqa: E402  (sets sys.path to the repo root)
 
 MATTERPORT_VENV = os.path.join(ct.ROOT, ".venv-matterport")
@@ -55,8 +55,7 @@ def matterport_python():
 
 
 def measure(args, data):
-    ct.WORKERS["ours"] = (ct.OURS_PY, WORKER)
-    ct.WORKERS["matterport"] = (matterport_python(), WORKER)
+    workers = {"ours": (ct.OURS_PY, WORKER), "matterport": (matterport_python(), WORKER)}
     environments = {"ours": {}, "matterport": {"MATTERPORT_DIR": os.path.abspath(args.matterport_dir),
                                                "TF_USE_LEGACY_KERAS": "1"}}
     rows = (([("infer", 1)] if "infer" in args.tasks else [])
@@ -68,7 +67,8 @@ def measure(args, data):
             for side in sides:
                 runs = args.runs if task == "infer" else args.train_runs
                 result = ct.run_worker(side, task, data, batch, runs, 1, "glibc-default",
-                                       args.timeout, extra_env=environments[side])
+                                       args.timeout, extra_env=environments[side],
+                                       worker=workers[side])
                 result["round"] = rnd
                 raw.append(result)
                 shown = ("error: " + result["error"][-300:] if "error" in result
@@ -85,7 +85,7 @@ def table(rows, raw):
     measures = (("median s", lambda r: statistics.median(r["times"])),
                 ("first call incl. build, s", lambda r: r["build_s"] + r["first_call_s"]),
                 ("peak RSS MiB", lambda r: r["peak_rss_mib"]))
-    lines = [f"CPU: {cp.cpu_model()}, 2 threads per worker",
+    lines = [f"CPU: {common.cpu_model()}, 2 threads per worker",
              "| measurement | ours | Matterport's own | ours / Matterport |", "|---|---|---|---|"]
     for task, batch in rows:
         ours, theirs = results("ours", task, batch), results("matterport", task, batch)
@@ -131,7 +131,7 @@ def main():
     text = table(rows, raw)
     print(text)
     with open(args.json + ".tmp", "w") as f:
-        json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": cp.cpu_model(),
+        json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"), "cpu": common.cpu_model(),
                    "matterport_dir": os.path.abspath(args.matterport_dir), "table": text,
                    "wall_s": time.time() - started, "raw": raw}, f, indent=1)
     os.replace(args.json + ".tmp", args.json)

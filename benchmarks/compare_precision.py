@@ -22,7 +22,6 @@ import datetime
 import json
 import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -30,6 +29,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
+import common  # noqa: E402
 import compare_torchvision as ct  # noqa: E402  (sets sys.path to the repo root)
 
 # (label, worker side, worker arguments[, worker environment])
@@ -48,22 +48,6 @@ MEASUREMENTS = {
     "train step s, batch 1": ("train", 1, []),
     "train step s, batch 2": ("train", 2, []),
 }
-
-
-def cpu_model():
-    """The CPU as `lscpu` names it, with its family and bfloat16 units: the model name
-    alone ("AMD EPYC") covers CPUs whose figures do not compare."""
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-    except OSError:
-        return "unknown"
-    fields = dict(line.split(":", 1) for line in out.splitlines() if ":" in line)
-    fields = {key.strip(): value.strip() for key, value in fields.items()}
-    flags = set(fields.get("Flags", "").split())
-    units = ", ".join(f"{flag} {'yes' if flag in flags else 'no'}"
-                      for flag in ("avx512f", "avx512_bf16", "amx_bf16"))
-    return (f"{fields.get('Model name', 'unknown')} (family {fields.get('CPU family', '?')}, "
-            f"model {fields.get('Model', '?')}; {units})")
 
 
 def measure(args, data):
@@ -224,10 +208,10 @@ def main():
                     flops[row] = result["flops"]
         raw = measure(args, data)
     text, summary = table(raw, args.variants, rates, flops)
-    text = f"CPU: {cpu_model()}, {os.cpu_count()} CPUs, workers use 2 threads\n\n" + text
+    text = f"CPU: {common.cpu_model()}, {os.cpu_count()} CPUs, workers use 2 threads\n\n" + text
     with open(args.json, "w") as f:
         json.dump({"date": datetime.datetime.now().isoformat(timespec="seconds"),
-                   "cpu": cpu_model(), "wall_s": time.time() - started, "rates": rates,
+                   "cpu": common.cpu_model(), "wall_s": time.time() - started, "rates": rates,
                    "matmul": matmul, "flops": flops, "summary": summary, "raw": raw,
                    "table": text}, f, indent=1)
     print(text)

@@ -78,9 +78,10 @@ def load_average():
 
 
 def run_worker(side, task, data, batch, runs, warmup, allocator, timeout, extra_args=(),
-               extra_env=None):
-    """One fresh worker process; its RESULT dict (or an "error" dict)."""
-    python, script = WORKERS[side]
+               extra_env=None, worker=None):
+    """One fresh worker process; its RESULT dict (or an "error" dict). worker: its
+    (python, script), default ``WORKERS[side]``."""
+    python, script = worker or WORKERS[side]
     cmd = [python, script, "--task", task, "--runs", str(runs), "--warmup", str(warmup),
            "--batch", str(batch)] + (["--data", data] if data else []) + list(extra_args)
     env = {**os.environ, **ALLOCATORS[allocator], "PYTHONHASHSEED": "0", **(extra_env or {})}

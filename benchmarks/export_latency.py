@@ -23,7 +23,7 @@ import time
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
-from compare_precision import cpu_model  # noqa: E402
+from common import cpu_model  # noqa: E402
 from mrcnn.config import Config  # noqa: E402
 from mrcnn.images import read_image  # noqa: E402
 from mrcnn.model import MaskRCNN  # noqa: E402

@@ -23,7 +23,7 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from compare_precision import cpu_model  # noqa: E402
+from common import cpu_model  # noqa: E402
 from samples import precision_agreement as agreement  # noqa: E402
 
 
