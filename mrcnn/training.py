@@ -122,12 +122,14 @@ def _sum_over_replicas(grads):
     return grads
 
 
-def _keyed_inputs(x):
-    """A list or tuple of the training inputs in Matterport's order as the graph's dict;
-    anything else as it is."""
-    if isinstance(x, (list, tuple)) and len(x) == len(TRAINING_INPUT_NAMES):
-        return dict(zip(TRAINING_INPUT_NAMES, x))
-    return x
+def _keyed_batch(data):
+    """A batch ``(x, y, ...)`` whose x is a list or tuple of the training inputs in
+    Matterport's order, with x as the graph's dict; any other batch as it is."""
+    if isinstance(data, (list, tuple)) and data:
+        x = data[0]
+        if isinstance(x, (list, tuple)) and len(x) == len(TRAINING_INPUT_NAMES):
+            return (dict(zip(TRAINING_INPUT_NAMES, x)), *data[1:])
+    return data
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -150,20 +152,16 @@ class TrainingGraph(keras.Model):
 
     # (self, data) under TensorFlow, (self, state, data) under JAX, whose result
     # is (logs, state) and never spans workers.
+    # Matterport's generators (and the TF2 ports') give its positional input list,
+    # ``(inputs, [])``, to fit and train_on_batch; Keras would match a list to the
+    # dict's sorted names, so it is keyed by Matterport's order first.
     def train_step(self, *args):
-        return _logs_for_worker_reduction(super().train_step(*args))
+        *state, data = args
+        return _logs_for_worker_reduction(super().train_step(*state, _keyed_batch(data)))
 
     def test_step(self, *args):
-        return _logs_for_worker_reduction(super().test_step(*args))
-
-    # Matterport's custom loops (and the TF2 ports') pass its positional input list:
-    # keras_model.train_on_batch(inputs, []). Keras would match a list to the dict's
-    # sorted names, so it is keyed by Matterport's order first.
-    def train_on_batch(self, x=None, y=None, *args, **kwargs):
-        return super().train_on_batch(_keyed_inputs(x), y, *args, **kwargs)
-
-    def test_on_batch(self, x=None, y=None, *args, **kwargs):
-        return super().test_on_batch(_keyed_inputs(x), y, *args, **kwargs)
+        *state, data = args
+        return _logs_for_worker_reduction(super().test_step(*state, _keyed_batch(data)))
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under tf.distribute, Keras' TensorFlow trainer averages the replicas' first
