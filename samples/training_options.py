@@ -72,7 +72,6 @@ def map_callbacks(args, model, val, inference_config):
     return [CocoMAPCallback(model, inference, val, limit=args.epoch_map, keep_best=args.keep_best)]
 
 
-
 def seed_initial_weights(args):
     """With --train-seed, seeds Keras' global generators before the model is built.
 
