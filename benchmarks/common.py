@@ -27,7 +27,8 @@ LEARNING_RATE = 0.001
 MOMENTUM = 0.9
 WEIGHT_DECAY = 0.0001
 CLIP_NORM = 5.0
-PRECISIONS = ("float32", "mixed_bfloat16")  # Config.PRECISION values benchmarked
+PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Config.PRECISION values benchmarked
+DEVICES = ("cpu", "cuda")   # cuda: ours under KERAS_BACKEND=jax on the GPU, torchvision on "cuda"
 
 
 def peak_rss_mib():
@@ -92,7 +93,8 @@ def report(result):
 
 
 def worker_arguments(description, tasks):
-    """The command line both workers take: --task, --data, --batch, --runs, --warmup."""
+    """The command line the workers take: --task, --data, --batch, --runs, --warmup,
+    --precision, --device, --image-size."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--task", required=True, choices=tasks)
     parser.add_argument("--data")
@@ -100,8 +102,13 @@ def worker_arguments(description, tasks):
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--precision", default="float32", choices=PRECISIONS,
-                        help="ours: Config.PRECISION; torchvision: mixed_bfloat16 runs "
-                             "under torch.autocast('cpu', dtype=torch.bfloat16)")
+                        help="ours: Config.PRECISION; torchvision: the mixed ones run under "
+                             "torch.autocast(device, dtype=torch.bfloat16 or torch.float16)")
+    parser.add_argument("--device", default="cpu", choices=DEVICES,
+                        help="torchvision: the torch device; ours: checked against the backend's "
+                             "device (JAX picks the GPU where one is visible)")
+    parser.add_argument("--image-size", type=int, default=IMAGE_SIZE,
+                        help="square input side of both sides (default %(default)s)")
     parser.add_argument("--rpn-conv-channels", type=int, default=RPN_CONV_CHANNELS,
                         help="ours only: RPN_CONV_CHANNELS (512 = our default, Matterport's)")
     return parser.parse_args()

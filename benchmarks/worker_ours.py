@@ -2,6 +2,9 @@
 
     python benchmarks/worker_ours.py --task infer|train|flops --data DATA.npz [--batch B]
 
+``--device cuda`` (under KERAS_BACKEND=jax, where JAX sees a GPU) runs it on the GPU
+(benchmarks/compare_gpu.py).
+
 Prints one ``RESULT {json}`` line (see benchmarks/common.py).
 """
 import os
@@ -61,11 +64,39 @@ class ArrayDataset(common.ShapesSamples, Dataset):
 ALL_BUT_BATCHNORM = r"(?!.*bn).*"
 
 
-def make_config(batch, num_classes, precision="float32", rpn_conv_channels=None):
+def make_config(batch, num_classes, precision="float32", rpn_conv_channels=None,
+                image_size=common.IMAGE_SIZE):
     cls = type("Cfg", (BenchConfig,), {
         "IMAGES_PER_GPU": batch, "NUM_CLASSES": num_classes, "PRECISION": precision,
-        "RPN_CONV_CHANNELS": rpn_conv_channels or common.RPN_CONV_CHANNELS})
+        "RPN_CONV_CHANNELS": rpn_conv_channels or common.RPN_CONV_CHANNELS,
+        "IMAGE_MIN_DIM": image_size, "IMAGE_MAX_DIM": image_size})
     return cls()
+
+
+def backend_device(device):
+    """The device Keras' backend computes on, checked against --device: JAX picks the
+    GPU where it sees one; TensorFlow here is the CPU build."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        found = "cuda" if jax.default_backend() in ("gpu", "cuda") else "cpu"
+    else:
+        found = "cpu"
+    if found != device:
+        sys.exit(f"worker_ours: --device {device}, but Keras' {keras.backend.backend()} "
+                 f"backend computes on the {found}")
+    return found
+
+
+def gpu_peak_mib():
+    """The most GPU memory JAX's allocator held at once (None off the GPU)."""
+    if keras.backend.backend() != "jax":
+        return None
+    import jax
+
+    stats = jax.local_devices()[0].memory_stats() or {}
+    peak = stats.get("peak_bytes_in_use")
+    return None if peak is None else peak / 2 ** 20
 
 
 def infer(voc, runs, warmup, config):
@@ -82,7 +113,8 @@ def infer(voc, runs, warmup, config):
     step(0)
     first = time.perf_counter() - start
     times = common.timed(step, runs, warmup)
-    return {"times": times, "build_s": build, "first_call_s": first, "detections": counts[-runs:]}
+    return {"times": times, "build_s": build, "first_call_s": first, "detections": counts[-runs:],
+            "gpu_peak_mib": gpu_peak_mib()}
 
 
 def train(shapes, runs, warmup, config):
@@ -110,7 +142,7 @@ def train(shapes, runs, warmup, config):
 
     times = common.timed(step, runs, warmup)
     return {"times": times, "build_s": build, "first_call_s": first, "data_s_per_batch": load_s,
-            "rss_after_build_mib": rss_built,
+            "rss_after_build_mib": rss_built, "gpu_peak_mib": gpu_peak_mib(),
             "losses": losses[-runs:]}
 
 
@@ -135,22 +167,23 @@ def head_flops(model, config):
     return total
 
 
-def flops(rpn_conv_channels=None):
-    import tensorflow as tf  # the FLOP count reads TensorFlow's graph
-
-    """Float operations of one 512x512 inference.
+def flops(rpn_conv_channels=None, image_size=common.IMAGE_SIZE):
+    """Float operations of one inference at image_size x image_size.
 
     Backbone, FPN and RPN from TF's graph profiler (ops with registered FLOP
     statistics on a graph traced with static input shapes); the per-ROI heads,
     whose ROI axis the profiler cannot see, analytically (``head_flops``). NMS,
     top-k and crop-and-resize are not counted (small next to the convolutions).
     """
-    config = make_config(1, common.NUM_CLASSES_INFER, rpn_conv_channels=rpn_conv_channels)
+    import tensorflow as tf  # the FLOP count reads TensorFlow's graph
+
+    config = make_config(1, common.NUM_CLASSES_INFER, rpn_conv_channels=rpn_conv_channels,
+                         image_size=image_size)
     model = MaskRCNN("inference", config, "/tmp/mrcnn_bench_logs")
-    anchors = model.get_anchors((common.IMAGE_SIZE, common.IMAGE_SIZE))
+    anchors = model.get_anchors((image_size, image_size))
     fn = tf.function(lambda a, b, c: model.keras_model([a, b, c], training=False))
     concrete = fn.get_concrete_function(
-        tf.TensorSpec([1, common.IMAGE_SIZE, common.IMAGE_SIZE, 3], tf.float32),
+        tf.TensorSpec([1, image_size, image_size, 3], tf.float32),
         tf.TensorSpec([1, config.IMAGE_META_SIZE], tf.float32),
         tf.TensorSpec([1, anchors.shape[0], 4], tf.float32))
     from tensorflow.python.framework import convert_to_constants
@@ -167,11 +200,11 @@ def flops(rpn_conv_channels=None):
 
 
 def matmul(runs, warmup, precision="float32", n=3072):
+    """float32 (or the mixed precision's low dtype) matmul throughput of this
+    process' 2 threads (FLOP/s)."""
     import tensorflow as tf
 
-    """float32 (or, for "mixed_bfloat16", bfloat16) matmul throughput of this
-    process' 2 threads (FLOP/s)."""
-    dtype = tf.bfloat16 if precision == "mixed_bfloat16" else tf.float32
+    dtype = {"mixed_bfloat16": tf.bfloat16, "mixed_float16": tf.float16}.get(precision, tf.float32)
     a = tf.cast(tf.random.normal((n, n)), dtype)
     b = tf.cast(tf.random.normal((n, n)), dtype)
     fn = tf.function(lambda x, y: tf.matmul(x, y))
@@ -182,18 +215,22 @@ def matmul(runs, warmup, precision="float32", n=3072):
 def main():
     args = common.worker_arguments(__doc__, ("infer", "train", "flops", "matmul"))
     keras.utils.set_random_seed(0)
+    device = backend_device(args.device)
     if args.task == "flops":
-        result = flops(args.rpn_conv_channels)
+        result = flops(args.rpn_conv_channels, args.image_size)
     elif args.task == "matmul":
         result = matmul(args.runs, args.warmup, args.precision)
     else:
         voc, shapes = common.load_data(args.data)
         classes = common.NUM_CLASSES_INFER if args.task == "infer" else common.NUM_CLASSES_TRAIN
-        config = make_config(args.batch, classes, args.precision, args.rpn_conv_channels)
+        config = make_config(args.batch, classes, args.precision, args.rpn_conv_channels,
+                             args.image_size)
         result = (infer(voc, args.runs, args.warmup, config) if args.task == "infer"
                   else train(shapes, args.runs, args.warmup, config))
     result.update({"side": "ours", "task": args.task, "batch": args.batch,
-                   "precision": args.precision, "rpn_conv_channels": args.rpn_conv_channels})
+                   "precision": args.precision, "rpn_conv_channels": args.rpn_conv_channels,
+                   "device": device, "image_size": args.image_size,
+                   "backend": keras.backend.backend(), "keras": keras.__version__})
     common.report(result)
 
 
