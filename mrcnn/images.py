@@ -8,13 +8,13 @@ Conventions (see docs/DESIGN.md):
   active_class_ids(NUM_CLASSES)]``.
 """
 import numpy as np
-import skimage.transform
 import skimage.util
 from PIL import Image, UnidentifiedImageError
 
 from mrcnn.errors import DatasetError
 
 from mrcnn.layout import IMAGE_META_FIELDS, IMAGE_META_FIXED_SIZE, IMAGE_META_INDEX, SIZE_MULTIPLE
+from mrcnn.resize import bilinear_resize
 
 __all__ = [
     "read_image",
@@ -112,11 +112,10 @@ def _choose_scale(h, w, min_dim, max_dim, min_scale):
 
 def _resize_keep_dtype(image, shape):
     """Bilinear resize (Matterport's skimage settings) returning the input dtype."""
-    resized = skimage.transform.resize(
-        image, shape, order=1, mode="constant", preserve_range=True, anti_aliasing=False)
+    resized = bilinear_resize(image, shape)
     if np.issubdtype(image.dtype, np.integer):
-        info = np.iinfo(image.dtype)
-        resized = np.clip(np.round(resized), info.min, info.max)
+        # Within the dtype's range already: bilinear_resize clips to the input's range.
+        np.rint(resized, out=resized)
     elif image.dtype == bool:
         resized = resized >= 0.5
     return resized.astype(image.dtype)

@@ -12,8 +12,9 @@ from numbers import Number
 
 import numpy as np
 import scipy.ndimage
-import skimage.transform
 from pycocotools import mask as mask_utils
+
+from mrcnn.resize import bilinear_resize
 
 __all__ = [
     "mask_to_rle",
@@ -23,6 +24,7 @@ __all__ = [
     "minimize_mask",
     "expand_mask",
     "unmold_mask",
+    "unmold_masks",
     "compute_overlaps_masks",
 ]
 
@@ -235,24 +237,42 @@ def unmold_mask(mask, bbox, image_shape):
     """
     height, width = int(image_shape[0]), int(image_shape[1])
     full_mask = np.zeros((height, width), dtype=bool)
+    pasted = _box_part(mask, bbox, height, width)
+    if pasted is not None:
+        full_mask[pasted[0]] = pasted[1]
+    return full_mask
+
+
+def unmold_masks(masks, boxes, image_shape):
+    """``unmold_mask`` of each of `masks` [n, h, w] in its box of `boxes` [n, 4]:
+    [H, W, n] bool. Each box is written straight into the result (stacking n full-image
+    masks instead cost ~80 ms for 100 detections on a 500x375 image)."""
+    height, width = int(image_shape[0]), int(image_shape[1])
+    full_masks = np.zeros((height, width, len(masks)), dtype=bool)
+    for i, (mask, bbox) in enumerate(zip(masks, boxes)):
+        pasted = _box_part(mask, bbox, height, width)
+        if pasted is not None:
+            full_masks[pasted[0] + (i,)] = pasted[1]
+    return full_masks
+
+
+def _box_part(mask, bbox, height, width):
+    """`mask` resized to `bbox` and thresholded at 0.5, cut to the image: ((row slice,
+    column slice) in the image, bool part), or None where nothing of it lies inside."""
     y1, x1, y2, x2 = (int(round(v)) for v in bbox[:4])
     if y2 <= y1 or x2 <= x1:
-        return full_mask
-    resized = _resize_float(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1))
-    box_mask = resized >= 0.5
-    # Paste only the part of the box that lies inside the image.
+        return None
     top, left = max(y1, 0), max(x1, 0)
     bottom, right = min(y2, height), min(x2, width)
-    if bottom > top and right > left:
-        full_mask[top:bottom, left:right] = box_mask[top - y1:bottom - y1, left - x1:right - x1]
-    return full_mask
+    if bottom <= top or right <= left:
+        return None
+    box_mask = _resize_float(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1)) >= 0.5
+    return (slice(top, bottom), slice(left, right)), box_mask[top - y1:bottom - y1, left - x1:right - x1]
 
 
 def _resize_float(image, output_shape):
     """Bilinear resize with Matterport's skimage settings (no anti-aliasing)."""
-    return skimage.transform.resize(
-        image, output_shape, order=1, mode="constant", cval=0, clip=True,
-        preserve_range=False, anti_aliasing=False)
+    return bilinear_resize(image, output_shape)
 
 
 def _resize_binary(mask, output_shape):

@@ -105,10 +105,7 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
     boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]
 
-    full_masks = [mask_utils.unmold_mask(masks[i], boxes[i], original_image_shape)
-                  for i in range(boxes.shape[0])]
-    full_masks = (np.stack(full_masks, axis=-1) if full_masks
-                  else np.zeros(tuple(original_image_shape[:2]) + (0,), dtype=bool))
+    full_masks = mask_utils.unmold_masks(masks, boxes, original_image_shape)
     return boxes.astype(np.int32), class_ids, scores, full_masks
 
 
