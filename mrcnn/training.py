@@ -8,6 +8,7 @@ Log folders and checkpoint names follow Matterport, so `find_last()` and
 
 import datetime
 import importlib.util
+import inspect
 import logging
 import os
 import re
@@ -132,6 +133,55 @@ def _keyed_batch(data):
     return data
 
 
+def _without_empty_targets(item):
+    """``(inputs, [])``, the item of Matterport's and the TF2 ports' generators, as
+    ``(tuple(inputs),)``: Keras 3 cannot make a tf.data signature for the empty list
+    that tf.keras 2 accepted, nor for a list of inputs (tf.data reads a list as one
+    tensor). Any other item as it is."""
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], list) and not item[1]:
+        inputs = item[0]
+        return (tuple(inputs) if isinstance(inputs, list) else inputs,)
+    return item
+
+
+class _PlainItems(keras.utils.PyDataset):
+    """A PyDataset's items through `_without_empty_targets`, loaded with its settings
+    or those in `loading` (workers, use_multiprocessing, max_queue_size)."""
+
+    def __init__(self, batches, loading):
+        settings = {name: getattr(batches, name)
+                    for name in ("workers", "use_multiprocessing", "max_queue_size")}
+        settings.update({name: value for name, value in loading.items() if value is not None})
+        super().__init__(**settings)
+        self.batches = batches
+
+    def __len__(self):
+        return len(self.batches)
+
+    @property
+    def num_batches(self):
+        return self.batches.num_batches
+
+    def __getitem__(self, index):
+        return _without_empty_targets(self.batches[index])
+
+    def on_epoch_end(self):
+        self.batches.on_epoch_end()
+
+
+def _plain_items(data, loading=None):
+    """`data` for Keras 3's fit/evaluate: a PyDataset (e.g. the ports' ``DataGenerator``)
+    or a Python generator (Matterport's ``data_generator``) yielding ``(inputs, [])``
+    items gives ``(inputs,)`` ones; anything else (arrays, dicts, tf.data) is unchanged.
+    `loading`: Keras 2's fit arguments workers/use_multiprocessing/max_queue_size, which
+    Keras 3 reads from a PyDataset; a generator is read in one thread whatever they say."""
+    if isinstance(data, keras.utils.PyDataset):
+        return _PlainItems(data, loading or {})
+    if inspect.isgenerator(data):
+        return (_without_empty_targets(item) for item in data)
+    return data
+
+
 @keras.saving.register_keras_serializable(package="mrcnn")
 class TrainingGraph(keras.Model):
     """The training graph plus its loss: the weighted sum of the five Mask R-CNN
@@ -162,6 +212,23 @@ class TrainingGraph(keras.Model):
     def test_step(self, *args):
         *state, data = args
         return _logs_for_worker_reduction(super().test_step(*state, _keyed_batch(data)))
+
+    # Matterport's and the TF2 ports' loop: keras_model.fit(generator, ...,
+    # validation_data=..., max_queue_size=100, workers=workers, use_multiprocessing=False)
+    # with modellib.data_generator(...) or modellib.DataGenerator(...); Matterport called
+    # it fit_generator.
+    def fit(self, x=None, *args, workers=None, use_multiprocessing=None, max_queue_size=None,
+            **kwargs):
+        loading = {"workers": workers, "use_multiprocessing": use_multiprocessing,
+                   "max_queue_size": max_queue_size}
+        if "validation_data" in kwargs:
+            kwargs["validation_data"] = _plain_items(kwargs["validation_data"], loading)
+        return super().fit(_plain_items(x, loading), *args, **kwargs)
+
+    fit_generator = fit
+
+    def evaluate(self, x=None, *args, **kwargs):
+        return super().evaluate(_plain_items(x), *args, **kwargs)
 
     def _maybe_symbolic_build(self, iterator=None, data_batch=None):
         # Under tf.distribute, Keras' TensorFlow trainer averages the replicas' first

@@ -156,6 +156,37 @@ def test_training_graph_takes_matterport_input_lists_in_train_on_batch(dataset, 
     assert not np.array_equal(before, model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0])
 
 
+def test_matterport_fit_generator_and_the_ports_fit_train_unchanged(dataset, config, tmp_path):
+    """Matterport's keras_model.fit_generator(data_generator(...), workers=...,
+    use_multiprocessing=True) and the TF2 ports' keras_model.fit(DataGenerator(...),
+    max_queue_size=100, workers=...): Keras 3 itself takes neither their (inputs, [])
+    items nor these loading arguments."""
+    from mrcnn import training
+
+    class TrainingConfig(SmallConfig):
+        IMAGES_PER_GPU = 1
+
+    model = modellib.MaskRCNN("training", TrainingConfig(), str(tmp_path))
+    model.set_trainable(".*", verbose=0)
+    model.compile(0.001, 0.9)
+    before = model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0].copy()
+    history = model.keras_model.fit(
+        modellib.DataGenerator(dataset, TrainingConfig(), shuffle=True), initial_epoch=0, epochs=1,
+        steps_per_epoch=2, validation_data=modellib.DataGenerator(dataset, TrainingConfig()),
+        validation_steps=1, max_queue_size=100, workers=2, use_multiprocessing=False, verbose=0).history
+    assert len(history["loss"]) == len(history["val_loss"]) == 1
+    assert np.all(np.isfinite(history["loss"] + history["val_loss"])), history
+    assert not np.array_equal(before, model.keras_model.get_layer("mrcnn_class_logits").get_weights()[0])
+    history = model.keras_model.fit_generator(
+        modellib.data_generator(dataset, config, shuffle=True, batch_size=1), initial_epoch=1,
+        epochs=2, steps_per_epoch=1, validation_data=modellib.data_generator(dataset, config, batch_size=1),
+        validation_steps=1, max_queue_size=100, workers=0, use_multiprocessing=True, verbose=0).history
+    assert np.all(np.isfinite(history["loss"] + history["val_loss"])), history
+    # The loading arguments reach the PyDataset Keras 3 reads; the items lose their [].
+    plain = training._plain_items(modellib.DataGenerator(dataset, config), {"workers": 3})
+    assert plain.workers == 3 and len(plain[0]) == 1 and len(plain[0][0]) == 7
+
+
 # --- MaskRCNN debugging methods -------------------------------------------------------
 
 def test_run_graph_returns_named_layer_outputs(model, dataset, capsys):
