@@ -65,6 +65,29 @@ def test_non_max_suppression_padded_is_zero_padded_greedy(impl):
     assert not indices[len(want):].any()
 
 
+def test_tiled_nms_is_greedy_across_tiles_and_along_chains():
+    """portable_ops' tiled NMS with 8-row tiles against the greedy loop: many tiles,
+    stops mid-tile once K rows are kept, ties, empty boxes, and chains where a row
+    suppressed by its neighbour no longer suppresses the next (several settling steps)."""
+    rng = np.random.default_rng(11)
+    # A chain: box i overlaps only boxes i - 1 and i + 1 (IoU 0.6), scores falling.
+    chain = np.array([[0, 2 * i, 10, 2 * i + 8] for i in range(20)], np.float32) / 50
+    cases = [(chain, np.linspace(1, 0.5, 20).astype(np.float32), 20, 0.5)]
+    for n, k in [(75, 300), (75, 9), (64, 64), (5, 3), (200, 31)]:
+        boxes = _clustered_boxes(rng, n)
+        scores = rng.random(n).astype(np.float32)
+        scores[: n // 4] = scores[0]  # ties: lower index first
+        cases += [(boxes, scores, k, 0.3), (boxes, scores, k, 0.7)]
+    for boxes, scores, k, threshold in cases:
+        want = ref.greedy_nms(boxes, scores, k, threshold)
+        order = np.array(sorted(range(len(scores)), key=lambda i: (-scores[i], i)))
+        keep, count = portable_ops._tiled_greedy_keep(boxes[order], k, threshold, tile=8)
+        keep = np.asarray(keep)
+        assert int(count) == len(want), (len(boxes), k, threshold)
+        assert list(order[keep[:len(want)]]) == want and not keep[len(want):].any()
+    assert ref.greedy_nms(*cases[0][:2], 20, 0.5) == list(range(0, 20, 2))  # the chain alternates
+
+
 def test_per_class_non_max_suppression_matches_loops(impl):
     rng = np.random.default_rng(2)
     B, N, C, K = 2, 30, 4, 8
