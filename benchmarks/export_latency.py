@@ -5,7 +5,7 @@ how many of detect()'s detections each export reproduces (same box and class).
 
     python benchmarks/export_latency.py [--image-size 512] [--runs 5] [--json PATH]
 
-Random weights with DETECTION_MIN_CONFIDENCE=0, so every image yields exactly
+Seeded random weights (--seed) with DETECTION_MIN_CONFIDENCE=0, so every image yields exactly
 DETECTION_MAX_INSTANCES detections (equal work for every path). Images: up to 3 of
 ../shared/data/tinyvoc/test_images, else synthetic; the batch is those of the first
 image's size, repeated up to 3. Median and min per image over the timed runs after
@@ -62,6 +62,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--image-size", type=int, default=512)
     parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--seed", type=int, default=0, help="seeds the random weights")
     parser.add_argument("--json", default=os.path.join(os.path.dirname(__file__),
                                                        "export_latency.json"))
     args = parser.parse_args()
@@ -76,6 +77,10 @@ def main():
         DETECTION_MIN_CONFIDENCE = 0.0
 
     work = tempfile.mkdtemp(prefix="export_bench_")
+    # One seeded random model, so runs (e.g. two commits side by side) compare the same weights.
+    import keras
+
+    keras.utils.set_random_seed(args.seed)
     model = MaskRCNN("inference", BenchConfig(), work)
     names = sorted(os.listdir(TEST_IMAGES))[:3] if os.path.isdir(TEST_IMAGES) else []
     images = [read_image(os.path.join(TEST_IMAGES, n)) for n in names] or [
