@@ -28,6 +28,8 @@ MOMENTUM = 0.9
 WEIGHT_DECAY = 0.0001
 CLIP_NORM = 5.0
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")  # Config.PRECISION values benchmarked
+# Short names of the PRECISIONS for table headings.
+PRECISION_NAMES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
 DEVICES = ("cpu", "cuda")   # cuda: ours under KERAS_BACKEND=jax on the GPU, torchvision on "cuda"
 
 

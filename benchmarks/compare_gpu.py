@@ -36,7 +36,7 @@ import compare_torchvision as ct  # noqa: E402
 
 SIDES = {"ours": os.path.join(HERE, "worker_ours.py"),
          "torchvision": os.path.join(HERE, "worker_torchvision.py")}
-SHORT = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_float16": "float16"}
+SHORT = common.PRECISION_NAMES
 MATMUL_ROW = "matmul TFLOP/s (torch; GPU: 8192^3)"
 # (row, task, batch, extra worker arguments)
 ROWS = (
@@ -62,7 +62,7 @@ def gpu_name():
         return "unknown"
 
 
-def plan(args):
+def plan():
     """(row, side, precision, task, batch, extra) in the order they run."""
     jobs = [(MATMUL_ROW, "torchvision", p, "matmul", 1, []) for p in common.PRECISIONS]
     for index, precisions in PRIORITY:
@@ -104,22 +104,23 @@ def table(results, gpu, args):
              f"{keras_version} / JAX, torchvision on torch {torch_version}",
              "", header, "|---" * (len(columns) + 1) + "|"]
     by_key = {(r["row"], r["side"], r["precision"]): r for r in results}
-    rows = [MATMUL_ROW] + [row for row, *_ in ROWS]
-    for row in rows:
+
+    def line(label, row, figure):
+        """One table line: `figure(result)` of each column's result of `row`."""
         cells = []
         for side, precision in columns:
             r = by_key.get((row, side, precision))
-            v = None if r is None else value(r)
-            cells.append("-" if r is None else "error" if v is None else f"{v:.4g}")
-        lines.append(f"| {row} | " + " | ".join(cells) + " |")
+            if r is not None and "error" in r:
+                cells.append("error")
+                continue
+            v = None if r is None else figure(r)
+            cells.append("-" if v is None else f"{v:.4g}")
+        return f"| {label} | " + " | ".join(cells) + " |"
+
+    lines += [line(row, row, value) for row in [MATMUL_ROW] + [row for row, *_ in ROWS]]
     for field, label in (("first_call_s", "first call s (compile)"), ("gpu_peak_mib", "GPU peak MiB")):
-        for row, task, batch, extra in ROWS[:2]:
-            cells = []
-            for side, precision in columns:
-                r = by_key.get((row, side, precision))
-                v = None if r is None or "error" in r else r.get(field)
-                cells.append("-" if v is None else f"{v:.4g}")
-            lines.append(f"| {label}, {row.split(' (')[0]} | " + " | ".join(cells) + " |")
+        lines += [line(f"{label}, {row.split(' (')[0]}", row, lambda r: r.get(field))
+                  for row, *_ in ROWS[:2]]
     return "\n".join(lines)
 
 
@@ -150,7 +151,7 @@ def main():
     record = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
               "gpu": gpu, "cpu": common.cpu_model(), "image_size": args.image_size,
               "runs": args.runs, "warmup": args.warmup, "results": results, "skipped": []}
-    for job in plan(args):
+    for job in plan():
         if time.time() - start > args.budget_s:
             record["skipped"].append(job[:5])
             continue

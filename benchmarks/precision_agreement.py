@@ -28,12 +28,13 @@ sys.path.insert(0, os.path.dirname(HERE))
 sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+import common  # noqa: E402
 from common import cpu_model  # noqa: E402
 from mrcnn.config import PRECISIONS  # noqa: E402
 from samples import precision_agreement as agreement  # noqa: E402
 
 
-SHORT = {"float32": "f32", "mixed_bfloat16": "bf16", "mixed_float16": "f16"}
+SHORT = common.PRECISION_NAMES
 
 
 def device_name():

@@ -266,13 +266,8 @@ def _box_part(mask, bbox, height, width):
     bottom, right = min(y2, height), min(x2, width)
     if bottom <= top or right <= left:
         return None
-    box_mask = _resize_float(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1)) >= 0.5
+    box_mask = bilinear_resize(np.asarray(mask, dtype=np.float32), (y2 - y1, x2 - x1)) >= 0.5
     return (slice(top, bottom), slice(left, right)), box_mask[top - y1:bottom - y1, left - x1:right - x1]
-
-
-def _resize_float(image, output_shape):
-    """Bilinear resize with Matterport's skimage settings (no anti-aliasing)."""
-    return bilinear_resize(image, output_shape)
 
 
 def _resize_binary(mask, output_shape):
@@ -281,7 +276,7 @@ def _resize_binary(mask, output_shape):
     skimage refuses to interpolate bool arrays, so the mask goes through float32.
     ``> 0.5`` equals Matterport's ``np.around`` (which rounds 0.5 down to 0).
     """
-    return _resize_float(mask.astype(np.float32), output_shape) > 0.5
+    return bilinear_resize(mask.astype(np.float32), output_shape) > 0.5
 
 
 ############################################################

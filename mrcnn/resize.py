@@ -4,7 +4,8 @@ Matterport resized images and masks with ``skimage.transform.resize(..., order=1
 mode="constant", anti_aliasing=False)``. skimage hands that to
 ``scipy.ndimage.zoom``, whose general N-d spline loop costs ~80 ns per output value:
 ~230 ms for one 1024x768 RGB image, more than the model itself on a GPU. This module
-computes the same numbers with a few whole-array numpy operations (~10x faster):
+computes the same numbers with a few whole-array numpy operations (~3x faster on
+a 2-core AMD EPYC: a 375x500 VOC image to 1024 px in 56 ms instead of 155):
 
 * output pixel ``i`` samples input coordinate ``(i + 0.5) * in / out - 0.5``
   (skimage's ``grid_mode``);
