@@ -72,81 +72,68 @@ def _iou_matrix(first, second):
                 (tuple(c[None, :] for c in corners_b), areas_b[None, :]))
 
 
-def _iou_with_row(i, corners, areas):
-    """IoU ``[N]`` of row ``i`` with every row (``_corners_and_areas`` of the boxes)."""
-    return _iou(_rows(corners, areas, i), (corners, areas))
-
-
-def _greedy_keep(boxes, candidate, same_group, max_output_size, iou_threshold):
-    """Greedy NMS over rows already sorted by descending score.
+def _tiled_greedy_keep(boxes, max_output_size, iou_threshold, candidate=None, groups=None,
+                       tile=NMS_TILE):
+    """Greedy NMS over rows already sorted by descending score, ``tile`` rows at a time.
 
     Args:
-        boxes: float32 ``[N, 4]``.
-        candidate: bool ``[N]``, rows that may be kept at all.
-        same_group: a function ``i -> bool [N]`` of the rows that row ``i`` may
-            suppress (per-class NMS: the rows of its class; without groups use
-            ``_tiled_greedy_keep``).
+        boxes: float32 ``[N, 4]``, N static.
         max_output_size: python int ``K``.
-        iou_threshold: python float.
+        iou_threshold: python float; a row is suppressed by a kept, earlier row whose
+            IoU with it is strictly greater.
+        candidate: optional bool ``[N]``, the rows that may be kept at all (others are
+            neither kept nor suppress); default every row.
+        groups: optional int ``[N]``; a kept row suppresses only rows of its own group
+            (per-class NMS). Default: one group.
+        tile: rows per loop step.
 
     Returns:
         ``(keep int32 [K], count int32)``: kept row positions in order, 0 past ``count``.
-    """
-    num_rows = ops.shape(boxes)[0]
-    slots = ops.arange(max_output_size, dtype="int32")
-    # Outside the loop: TFLite runs the loop body op by op, every iteration (XLA would
-    # hoist these itself).
-    corners, areas = _corners_and_areas(boxes)
+        These are the rows a loop over single rows keeps, in a few loop steps instead
+        of one per row. On a GPU each step of such a loop is a handful of tiny kernels
+        plus a read of the loop condition by the host (~35 us on an H200: ~2,000 steps
+        for 6,000 proposals -> 1,000, most of the model's time there); in a TensorFlow
+        graph or TFLite each step runs op by op (~65 us a row on a 2-core CPU).
 
-    def body(i, suppressed, keep, count):
-        kept = ops.logical_not(suppressed[i]) & candidate[i]
-        keep = ops.where(kept & (slots == count), i, keep)
-        overlap = (_iou_with_row(i, corners, areas) > iou_threshold) & same_group(i)
-        suppressed = suppressed | (kept & overlap)
-        return i + 1, suppressed, keep, count + ops.cast(kept, "int32")
-
-    def more(i, suppressed, keep, count):  # stops once K rows are kept
-        return (i < num_rows) & (count < max_output_size)
-
-    state = (ops.convert_to_tensor(0, "int32"), ops.zeros((num_rows,), "bool"),
-             ops.zeros((max_output_size,), "int32"), ops.convert_to_tensor(0, "int32"))
-    _, _, keep, count = ops.while_loop(more, body, state)
-    return keep, count
-
-
-def _tiled_greedy_keep(boxes, max_output_size, iou_threshold, tile=NMS_TILE):
-    """Greedy NMS over rows already sorted by descending score, every row a candidate
-    and no groups, ``tile`` rows at a time: the kept rows of a loop over single rows
-    (``_greedy_keep``'s), in a few dozen loop steps instead of one per row. On a GPU each step of the
-    row loop is a handful of tiny kernels plus a read of the loop condition by the host
-    (~35 us on an H200, ~2,000 steps for 6,000 proposals -> 1,000), which made it most
-    of the model's time there.
-
-    Per tile, in score order: drop its rows that overlap a row kept from an earlier
-    tile (one ``[tile, K]`` IoU matrix), then settle the tile itself: row j is kept if
-    no kept row i < j of the tile overlaps it. That recurrence is solved by iterating
+    Per tile, in score order: drop its rows that a row kept from an earlier tile
+    overlaps (one ``[K, tile]`` IoU matrix), then settle the tile itself: row j is kept
+    if no kept row i < j of the tile overlaps it. That recurrence is solved by iterating
     ``alive[j] = first[j] and not any(alive[i] and overlap[i, j], i < j)`` from
-    ``alive = first`` until nothing changes; row j is final after at most j steps and the
-    fixed point is the greedy answer. Stops after the tile in which K rows are kept.
+    ``alive = first`` until nothing changes; row j is final after at most j steps and
+    the fixed point is the greedy answer. Stops after the tile in which K rows are
+    kept, or after the tile holding the last candidate.
     """
     num_rows = boxes.shape[0]
     num_tiles = -(-num_rows // tile)
-    boxes = ops.pad(boxes, [[0, num_tiles * tile - num_rows], [0, 0]])
+    padding = num_tiles * tile - num_rows
+    boxes = ops.pad(boxes, [[0, padding], [0, 0]])
     corners, areas = _corners_and_areas(boxes)
-    real = ops.arange(num_tiles * tile, dtype="int32") < num_rows
+    positions = ops.arange(num_tiles * tile, dtype="int32")
+    real = positions < num_rows
+    if candidate is not None:
+        real = real & ops.pad(ops.convert_to_tensor(candidate, "bool"), [[0, padding]])
+    # Rows after the last candidate can be neither kept nor suppress: stop there.
+    end = ops.max(ops.where(real, positions + 1, 0))
+    groups = (ops.zeros((num_tiles * tile,), "int32") if groups is None
+              else ops.pad(ops.cast(groups, "int32"), [[0, padding]]))
     slots = ops.arange(max_output_size, dtype="int32")
     offsets = ops.arange(tile, dtype="int32")
     earlier = offsets[:, None] < offsets[None, :]      # [i, j]: i comes before j
 
+    def suppresses(first_rows, second_rows):
+        """[len(first), len(second)]: a row of ``first`` would suppress one of ``second``."""
+        overlap = _iou_matrix(_rows(corners, areas, first_rows),
+                              _rows(corners, areas, second_rows)) > iou_threshold
+        same_group = (ops.take(groups, first_rows, axis=0)[:, None]
+                      == ops.take(groups, second_rows, axis=0)[None, :])
+        return overlap & same_group
+
     def tile_step(t, keep, count):
         rows = t * tile + offsets
-        tile_boxes = _rows(corners, areas, rows)
-        kept = _rows(corners, areas, keep)
-        # [K, tile]: a kept row (valid slot) overlapping a row of this tile.
-        overlap_kept = _iou_matrix(kept, tile_boxes) > iou_threshold
-        first = ops.take(real, rows, axis=0) & ops.logical_not(
-            ops.any(overlap_kept & (slots < count)[:, None], axis=0))
-        within = earlier & (_iou_matrix(tile_boxes, tile_boxes) > iou_threshold)
+        # [K, tile]: a kept row (valid slot) suppressing a row of this tile.
+        by_kept = suppresses(keep, rows) & (slots < count)[:, None]
+        first = ops.take(real, rows, axis=0) & ops.logical_not(ops.any(by_kept, axis=0))
+        within = earlier & suppresses(rows, rows)
 
         def settle(alive, changed):
             suppressed = ops.any(within & alive[:, None], axis=0)
@@ -164,7 +151,7 @@ def _tiled_greedy_keep(boxes, max_output_size, iou_threshold, tile=NMS_TILE):
         return t + 1, keep, count
 
     def more(t, keep, count):
-        return (t < num_tiles) & (count < max_output_size)
+        return (t * tile < end) & (count < max_output_size)
 
     state = (ops.convert_to_tensor(0, "int32"), ops.zeros((max_output_size,), "int32"),
              ops.convert_to_tensor(0, "int32"))
@@ -235,10 +222,9 @@ def per_class_non_max_suppression(boxes, scores, class_ids, num_classes,
         sorted_boxes = ops.take(image_boxes, order, axis=0)
         sorted_scores = ops.take(image_scores, order, axis=0)
         sorted_classes = ops.take(image_classes, order, axis=0)
-        keep, count = _greedy_keep(
-            sorted_boxes, sorted_scores >= floor,
-            lambda i: ops.equal(sorted_classes, sorted_classes[i]),
-            max_output_size, float(iou_threshold))
+        keep, count = _tiled_greedy_keep(
+            sorted_boxes, max_output_size, float(iou_threshold),
+            candidate=sorted_scores >= floor, groups=sorted_classes)
         valid = ops.arange(max_output_size, dtype="int32") < count
         out_boxes = ops.where(valid[:, None], ops.take(sorted_boxes, keep, axis=0), 0.0)
         out_scores = ops.where(valid, ops.take(sorted_scores, keep, axis=0), 0.0)

@@ -88,6 +88,44 @@ def test_tiled_nms_is_greedy_across_tiles_and_along_chains():
     assert ref.greedy_nms(*cases[0][:2], 20, 0.5) == list(range(0, 20, 2))  # the chain alternates
 
 
+def _per_class_greedy(boxes, scores, candidate, groups, k, threshold):
+    """Reference: greedy NMS of each group's candidates, then the k best by (score, index)."""
+    kept = []
+    for g in np.unique(groups):
+        ix = [i for i in range(len(boxes)) if groups[i] == g and candidate[i]]
+        kept += [ix[j] for j in ref.greedy_nms(boxes[ix], scores[ix], k, threshold)]
+    return sorted(kept, key=lambda i: (-scores[i], i))[:k]
+
+
+def test_tiled_nms_with_groups_and_candidates_is_per_class_greedy():
+    """The tiled NMS as per-class NMS (8-row tiles): a row suppresses only its own
+    group, non-candidates are neither kept nor suppress, and the loop may stop at the
+    last candidate (a prefix, as a score floor gives) or anywhere."""
+    rng = np.random.default_rng(12)
+    for n, k, num_groups, threshold in [(75, 300, 3, 0.3), (75, 9, 4, 0.5), (64, 64, 1, 0.3),
+                                        (200, 31, 6, 0.4), (5, 3, 2, 0.3), (40, 10, 5, 0.7)]:
+        boxes = _clustered_boxes(rng, n)
+        scores = rng.random(n).astype(np.float32)
+        scores[: n // 5] = scores[0]  # ties: lower index first
+        groups = rng.integers(0, num_groups, n).astype(np.int32)
+        order = np.array(sorted(range(n), key=lambda i: (-scores[i], i)))
+        for candidate in (scores >= np.quantile(scores, 0.6),   # a prefix in score order
+                          rng.random(n) < 0.7,                   # scattered
+                          np.zeros(n, bool)):
+            want = _per_class_greedy(boxes, scores, candidate, groups, k, threshold)
+            keep, count = portable_ops._tiled_greedy_keep(
+                boxes[order], k, threshold, candidate=candidate[order], groups=groups[order],
+                tile=8)
+            keep = np.asarray(keep)
+            assert int(count) == len(want), (n, k, num_groups, threshold)
+            assert list(order[keep[:len(want)]]) == want and not keep[len(want):].any()
+    # One group, every row a candidate: the plain greedy NMS.
+    boxes = _clustered_boxes(rng, 50)
+    scores = rng.random(50).astype(np.float32)
+    assert (_per_class_greedy(boxes, scores, np.ones(50, bool), np.zeros(50), 50, 0.3)
+            == ref.greedy_nms(boxes, scores, 50, 0.3))
+
+
 def test_per_class_non_max_suppression_matches_loops(impl):
     rng = np.random.default_rng(2)
     B, N, C, K = 2, 30, 4, 8
