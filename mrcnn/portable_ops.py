@@ -114,8 +114,8 @@ def _tiled_greedy_keep(boxes, max_output_size, iou_threshold, candidate=None, gr
         real = real & ops.pad(ops.convert_to_tensor(candidate, "bool"), [[0, padding]])
     # Rows after the last candidate can be neither kept nor suppress: stop there.
     end = ops.max(ops.where(real, positions + 1, 0))
-    groups = (ops.zeros((num_tiles * tile,), "int32") if groups is None
-              else ops.pad(ops.cast(groups, "int32"), [[0, padding]]))
+    if groups is not None:
+        groups = ops.pad(ops.cast(groups, "int32"), [[0, padding]])
     slots = ops.arange(max_output_size, dtype="int32")
     offsets = ops.arange(tile, dtype="int32")
     earlier = offsets[:, None] < offsets[None, :]      # [i, j]: i comes before j
@@ -124,9 +124,10 @@ def _tiled_greedy_keep(boxes, max_output_size, iou_threshold, candidate=None, gr
         """[len(first), len(second)]: a row of ``first`` would suppress one of ``second``."""
         overlap = _iou_matrix(_rows(corners, areas, first_rows),
                               _rows(corners, areas, second_rows)) > iou_threshold
-        same_group = (ops.take(groups, first_rows, axis=0)[:, None]
-                      == ops.take(groups, second_rows, axis=0)[None, :])
-        return overlap & same_group
+        if groups is None:
+            return overlap
+        return overlap & (ops.take(groups, first_rows, axis=0)[:, None]
+                          == ops.take(groups, second_rows, axis=0)[None, :])
 
     def tile_step(t, keep, count):
         rows = t * tile + offsets
