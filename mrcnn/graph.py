@@ -23,8 +23,8 @@ from mrcnn.layers.detection_targets import DetectionTargetLayer, PositiveRows, m
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
 from mrcnn.layers.proposal import ProposalLayer
 from mrcnn.layers.roi_align import PyramidROIAlign
-from mrcnn.layers.wiring import (DetectionBoxes, NormalizeBoxes, NormalizeWindow, ParseImageMeta,
-                                 PyramidAnchors)
+from mrcnn.layers.wiring import (DetectionBoxes, NormalizeBoxes, NormalizeWindow, PadRows,
+                                 ParseImageMeta, PyramidAnchors)
 from mrcnn.layout import SIZE_MULTIPLE
 from mrcnn.training import TrainingGraph
 
@@ -150,6 +150,7 @@ def _build_inference(config, input_image, input_image_meta, meta, feature_maps, 
                                 config.DETECTION_NMS_THRESHOLD, config.BBOX_STD_DEV,
                                 name="mrcnn_detection")([rpn_rois, class_probs, bbox, window])
     detection_boxes = DetectionBoxes(name="detection_boxes")(detections)
-    mrcnn_mask = _mask(config, detection_boxes, meta["image_shape"], feature_maps)
+    mrcnn_mask = PadRows(config.DETECTION_MAX_INSTANCES, name="mrcnn_mask_rows")(
+        _mask(config, detection_boxes, meta["image_shape"], feature_maps))
     outputs = [detections, class_probs, bbox, mrcnn_mask, rpn_rois, rpn_class, rpn_bbox]
     return keras.Model([input_image, input_image_meta, input_anchors], outputs, name="mask_rcnn")

@@ -3,10 +3,12 @@ a short training run on the shapes data, detection contract, checkpoints."""
 
 import os
 
+import keras
 import numpy as np
 import pytest
 
 from mrcnn import training
+from mrcnn.layers import wiring
 from mrcnn.config import Config
 from mrcnn.model import MaskRCNN
 from tests.configs import ShapesTrainConfig, SmallConfig, never_background  # noqa: F401 (other tests import the configs from here)
@@ -237,3 +239,41 @@ def test_detect_in_pad64_mode_takes_images_of_different_sizes(trained):
         assert r["masks"].shape[:2] == image.shape[:2]
         assert len(r["class_ids"]) > 0
         assert np.all(r["rois"][:, 2] <= image.shape[0]) and np.all(r["rois"][:, 3] <= image.shape[1])
+
+
+@pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                    reason="static-shape backends run the mask head on every row")
+def test_mask_head_runs_on_the_detections_only_with_the_same_masks(tmp_path, monkeypatch):
+    """Under TensorFlow `DetectionBoxes` hands the mask head the first n rows (n = the
+    most detections of an image in the batch) and `PadRows` restores the
+    DETECTION_MAX_INSTANCES rows: the detections' masks equal those of the mask head run
+    on every row, and the rows past n are zero."""
+    keras.utils.set_random_seed(3)
+    model = MaskRCNN("inference", SmallConfig(), str(tmp_path))
+    rng = np.random.default_rng(3)
+    images = [rng.integers(0, 255, (128, 128, 3), dtype=np.uint8) for _ in range(2)]
+    molded, metas, _ = model.mold_inputs(images)
+    anchors = model.get_anchors(molded[0].shape)
+    inputs = [molded, metas, np.broadcast_to(anchors, (2,) + anchors.shape)]
+    # A score floor that leaves image 0 a few detections (eager calls read it each time).
+    scores = np.asarray(model.keras_model(inputs)[0])[0, :, 5]
+    detection_layer = model.keras_model.get_layer("mrcnn_detection")
+    detection_layer.min_confidence = float(np.sort(scores)[-4])
+
+    def run():
+        detections, _, _, masks = (np.asarray(t) for t in model.keras_model(inputs)[:4])
+        return detections, masks
+
+    cut_detections, cut_masks = run()
+    monkeypatch.setattr(wiring.DetectionBoxes, "call", lambda self, d: d[..., :4])
+    every_detections, every_masks = run()
+    counts = (cut_detections[..., 4] > 0).sum(axis=1)
+    n = counts.max()
+    assert 4 <= n < SmallConfig.DETECTION_MAX_INSTANCES, counts
+    assert cut_masks.shape == every_masks.shape == (2, SmallConfig.DETECTION_MAX_INSTANCES,
+                                                    28, 28, SmallConfig.NUM_CLASSES)
+    np.testing.assert_array_equal(cut_detections, every_detections)
+    for image, count in enumerate(counts):
+        np.testing.assert_allclose(cut_masks[image, :count], every_masks[image, :count],
+                                   atol=1e-5)
+    assert not cut_masks[:, n:].any() and every_masks[:, n:].any()

@@ -7,7 +7,7 @@ from mrcnn import graph_ops
 from mrcnn.images import compose_image_meta, parse_image_meta
 from mrcnn.layers.detection_targets import PositiveRows
 from mrcnn.layers.wiring import (BatchConstant, DetectionBoxes, NormalizeBoxes, NormalizeWindow,
-                                 ParseImageMeta, PyramidAnchors)
+                                 PadRows, ParseImageMeta, PyramidAnchors)
 from tests.serialization import assert_serialization_round_trip
 
 
@@ -73,11 +73,30 @@ def test_parse_image_meta_layer_matches_the_host_parser():
     assert_serialization_round_trip(ParseImageMeta(name="parse_image_meta"))
 
 
-def test_detection_boxes_takes_the_box_columns():
+@pytest.mark.parametrize("found", [[3, 1], [0, 0], [5, 2]])
+def test_detection_boxes_takes_the_box_columns_of_the_detected_rows(found):
+    """TensorFlow cuts to the most detections of an image (>= 1); static-shape
+    backends (JAX) keep every row."""
     detections = np.random.default_rng(0).random((2, 5, 6)).astype(np.float32)
+    for image, count in enumerate(found):  # DetectionLayer's order: detections first
+        detections[image, :count, 4] = 1 + image
+        detections[image, count:] = 0
     out = keras.ops.convert_to_numpy(DetectionBoxes()(detections))
-    np.testing.assert_array_equal(out, detections[..., :4])
+    n = max(max(found), 1) if graph_ops.uses_tensorflow_kernels() else 5
+    np.testing.assert_array_equal(out, detections[:, :n, :4])
     assert_serialization_round_trip(DetectionBoxes(name="detection_boxes"))
+
+
+def test_pad_rows_appends_zero_rows():
+    rows = np.random.default_rng(1).random((2, 3, 4, 4, 2)).astype(np.float32)
+    out = keras.ops.convert_to_numpy(PadRows(7)(rows))
+    assert out.shape == (2, 7, 4, 4, 2)
+    np.testing.assert_array_equal(out[:, :3], rows)
+    assert not out[:, 3:].any()
+    assert PadRows(7).compute_output_shape((None, None, 4, 4, 2)) == (None, 7, 4, 4, 2)
+    with pytest.raises(ValueError, match="num_rows"):
+        PadRows(0)
+    assert_serialization_round_trip(PadRows(7, name="mrcnn_mask_rows"))
 
 
 @pytest.mark.parametrize("positives", [[3, 1], [0, 0], [4, 4]])

@@ -1,6 +1,7 @@
 """Small graph layers that carry values between the big ones: a batch of constant
 anchors (``PyramidAnchors`` builds them from a few numbers), pixel -> normalized ground-truth boxes, the parsed image meta, its
-normalized window and the box columns of the detections.
+normalized window, the box columns of the detections and the rows padded back after
+the mask head.
 
 They replace ``keras.layers.Lambda`` (which does not serialise without unsafe
 deserialisation) by registered layers with ``get_config``. They carry boxes, anchors
@@ -12,9 +13,11 @@ from keras import ops
 
 from mrcnn import anchors as anchor_utils
 from mrcnn import boxes as box_utils
+from mrcnn import graph_ops
 from mrcnn.layers import box_ops
 
-__all__ = ["BatchConstant", "PyramidAnchors", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow", "DetectionBoxes"]
+__all__ = ["BatchConstant", "PyramidAnchors", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow",
+           "DetectionBoxes", "PadRows"]
 
 
 class _Float32Layer(keras.layers.Layer):
@@ -133,10 +136,47 @@ class NormalizeWindow(_Float32Layer):
 
 @keras.saving.register_keras_serializable(package="mrcnn")
 class DetectionBoxes(_Float32Layer):
-    """The box columns of ``DetectionLayer``'s output: ``[B, N, 6]`` -> ``[B, N, 4]``."""
+    """The box columns of ``DetectionLayer``'s output, ``[B, N, 6]`` -> ``[B, n, 4]``:
+    the first n rows, n = the most detections of any image in the batch (>= 1), where
+    shapes may be dynamic (TensorFlow's kernels); all N rows where they must be static
+    (JAX, TFLite exports). An image's detections come first, zero rows after.
+
+    Why: the mask head runs on these boxes, ~1 GFLOP each (4 convolutions at 14x14),
+    most of an inference call's work when it runs on all ``DETECTION_MAX_INSTANCES``
+    rows. A trained model at a 0.7 score floor finds a few objects per image, so
+    running it on the detections alone saves most of that; ``PadRows`` restores the
+    N rows afterwards (zero masks past the detections).
+    """
 
     def call(self, detections):
-        return detections[..., :4]
+        boxes = detections[..., :4]
+        if not graph_ops.uses_tensorflow_kernels():
+            return boxes
+        found = ops.sum(ops.cast(detections[..., 4] > 0, "int32"), axis=1)  # class id > 0
+        return boxes[:, :ops.maximum(ops.max(found), 1)]
 
     def compute_output_shape(self, detections_shape):
-        return tuple(detections_shape[:-1]) + (4,)
+        return (detections_shape[0], None, 4)
+
+
+@keras.saving.register_keras_serializable(package="mrcnn")
+class PadRows(_Float32Layer):
+    """``[B, n, ...]`` -> ``[B, num_rows, ...]`` with zero rows appended (n <= num_rows):
+    gives the inference graph's mask output its fixed ``DETECTION_MAX_INSTANCES`` rows
+    after ``DetectionBoxes`` cut them."""
+
+    def __init__(self, num_rows, **kwargs):
+        super().__init__(**kwargs)
+        if int(num_rows) < 1:
+            raise ValueError(f"PadRows: num_rows must be >= 1, got {num_rows!r}")
+        self.num_rows = int(num_rows)
+
+    def call(self, rows):
+        missing = self.num_rows - ops.shape(rows)[1]
+        return ops.pad(rows, [[0, 0], [0, missing]] + [[0, 0]] * (len(rows.shape) - 2))
+
+    def compute_output_shape(self, rows_shape):
+        return (rows_shape[0], self.num_rows) + tuple(rows_shape[2:])
+
+    def get_config(self):
+        return {**super().get_config(), "num_rows": self.num_rows}
