@@ -96,7 +96,7 @@ def report(result):
 
 def worker_arguments(description, tasks):
     """The command line the workers take: --task, --data, --batch, --runs, --warmup,
-    --precision, --device, --image-size."""
+    --precision, --device, --image-size, and ours' --rpn-conv-channels, --min-confidence."""
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument("--task", required=True, choices=tasks)
     parser.add_argument("--data")
@@ -113,6 +113,10 @@ def worker_arguments(description, tasks):
                         help="square input side of both sides (default %(default)s)")
     parser.add_argument("--rpn-conv-channels", type=int, default=RPN_CONV_CHANNELS,
                         help="ours only: RPN_CONV_CHANNELS (512 = our default, Matterport's)")
+    parser.add_argument("--min-confidence", type=float, default=0.0,
+                        help="ours only: DETECTION_MIN_CONFIDENCE. The default 0 forces exactly "
+                             "DETECTIONS detections (equal work); a floor that leaves a few "
+                             "detections measures what a trained model's inference costs")
     return parser.parse_args()
 
 

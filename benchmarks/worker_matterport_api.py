@@ -102,9 +102,11 @@ def train(shapes, batch, runs, warmup):
 
 def main():
     args = common.worker_arguments(__doc__, ("infer", "train"))
-    if (args.precision, args.device, args.image_size) != ("float32", "cpu", common.IMAGE_SIZE):
+    if ((args.precision, args.device, args.image_size, args.min_confidence)
+            != ("float32", "cpu", common.IMAGE_SIZE, 0.0)):
         sys.exit("worker_matterport_api: Matterport's code runs float32 on the CPU at "
-                 f"{common.IMAGE_SIZE} px only (no --precision, --device or --image-size)")
+                 f"{common.IMAGE_SIZE} px with exactly {common.DETECTIONS} detections only "
+                 "(no --precision, --device, --image-size or --min-confidence)")
     voc, shapes = common.load_data(args.data)
     result = (infer(voc, args.runs, args.warmup) if args.task == "infer"
               else train(shapes, args.batch, args.runs, args.warmup))

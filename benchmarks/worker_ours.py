@@ -65,11 +65,12 @@ ALL_BUT_BATCHNORM = r"(?!.*bn).*"
 
 
 def make_config(batch, num_classes, precision="float32", rpn_conv_channels=None,
-                image_size=common.IMAGE_SIZE):
+                image_size=common.IMAGE_SIZE, min_confidence=0.0):
     cls = type("Cfg", (BenchConfig,), {
         "IMAGES_PER_GPU": batch, "NUM_CLASSES": num_classes, "PRECISION": precision,
         "RPN_CONV_CHANNELS": rpn_conv_channels or common.RPN_CONV_CHANNELS,
-        "IMAGE_MIN_DIM": image_size, "IMAGE_MAX_DIM": image_size})
+        "IMAGE_MIN_DIM": image_size, "IMAGE_MAX_DIM": image_size,
+        "DETECTION_MIN_CONFIDENCE": min_confidence})
     return cls()
 
 
@@ -224,11 +225,12 @@ def main():
         voc, shapes = common.load_data(args.data)
         classes = common.NUM_CLASSES_INFER if args.task == "infer" else common.NUM_CLASSES_TRAIN
         config = make_config(args.batch, classes, args.precision, args.rpn_conv_channels,
-                             args.image_size)
+                             args.image_size, args.min_confidence)
         result = (infer(voc, args.runs, args.warmup, config) if args.task == "infer"
                   else train(shapes, args.runs, args.warmup, config))
     result.update({"side": "ours", "task": args.task, "batch": args.batch,
                    "precision": args.precision, "rpn_conv_channels": args.rpn_conv_channels,
+                   "min_confidence": args.min_confidence,
                    "device": device, "image_size": args.image_size,
                    "backend": keras.backend.backend(), "keras": keras.__version__})
     common.report(result)

@@ -171,6 +171,9 @@ def matmul(runs, warmup, precision, device, n=3072):
 
 def main():
     args = common.worker_arguments(__doc__, ("infer", "train", "matmul"))
+    if args.min_confidence:
+        sys.exit("worker_torchvision: --min-confidence is ours only (torchvision's side "
+                 f"always forces {common.DETECTIONS} detections)")
     torch.manual_seed(0)
     if args.task == "matmul":
         result = matmul(args.runs, args.warmup, args.precision, args.device)
