@@ -27,16 +27,18 @@ sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import keras  # noqa: E402
 
-from common import THREADS, cpu_model  # noqa: E402
+import common  # noqa: E402
 from mrcnn import portable_ops  # noqa: E402
 
 BACKEND = keras.backend.backend()
 if BACKEND == "tensorflow":
     import tensorflow as tf
 
-    tf.config.threading.set_intra_op_parallelism_threads(THREADS)
-    tf.config.threading.set_inter_op_parallelism_threads(THREADS)
+    tf.config.threading.set_intra_op_parallelism_threads(common.THREADS)
+    tf.config.threading.set_inter_op_parallelism_threads(common.THREADS)
     from mrcnn import tf_ops
+elif BACKEND == "jax":
+    import jax
 
 
 def clustered_boxes(rng, n, clusters):
@@ -71,8 +73,6 @@ def cases(rng):
 def compiled(fn, ops_module):
     call = lambda *arrays: fn(ops_module, *arrays)  # noqa: E731
     if BACKEND == "jax":
-        import jax
-
         return jax.jit(call)
     if BACKEND == "tensorflow":
         return tf.function(call)
@@ -80,19 +80,15 @@ def compiled(fn, ops_module):
 
 
 def median_ms(fn, arrays, runs):
-    def once():
-        out = fn(*arrays)
-        np.asarray(out[-1])  # waits for the result
-        return out
+    """(median ms of ``runs`` calls after 3 warm-ups, rows kept by the last call)."""
+    outputs = []
 
-    for _ in range(3):
-        once()
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        once()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times) * 1e3, int(np.asarray(once()[-1]).ravel()[0])
+    def once(_):
+        outputs.append(fn(*arrays))
+        np.asarray(outputs[-1][-1])  # waits for the result
+
+    times = common.timed(once, runs, warmup=3)
+    return statistics.median(times) * 1e3, int(np.asarray(outputs[-1][-1]).ravel()[0])
 
 
 def main():
@@ -109,18 +105,14 @@ def main():
             ms, kept = median_ms(compiled(fn, ops_module), arrays, args.runs)
             rows.append({"case": name, "implementation": impl_name, "median_ms": ms, "kept": kept})
             print(f"{name} | {impl_name} | {ms:.2f} ms | kept {kept}", flush=True)
-    device = "cpu"
-    if BACKEND == "jax":
-        import jax
-
-        device = str(jax.devices()[0])
-    print(f"\nCPU: {cpu_model()}; Keras {keras.__version__} on {BACKEND} ({device}), "
+    device = str(jax.devices()[0]) if BACKEND == "jax" else "cpu"
+    print(f"\nCPU: {common.cpu_model()}; Keras {keras.__version__} on {BACKEND} ({device}), "
           f"median of {args.runs} calls")
     print("| case | implementation | median ms | kept |\n|---|---|---|---|")
     for row in rows:
         print(f"| {row['case']} | {row['implementation']} | {row['median_ms']:.2f} | {row['kept']} |")
     with open(args.json + ".tmp", "w") as f:
-        json.dump({"cpu": cpu_model(), "backend": BACKEND, "device": device,
+        json.dump({"cpu": common.cpu_model(), "backend": BACKEND, "device": device,
                    "keras": keras.__version__, "runs": args.runs, "rows": rows}, f, indent=1)
     os.replace(args.json + ".tmp", args.json)
 

@@ -29,7 +29,6 @@ sys.path.insert(0, HERE)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import common  # noqa: E402
-from common import cpu_model  # noqa: E402
 from mrcnn.config import PRECISIONS  # noqa: E402
 from samples import precision_agreement as agreement  # noqa: E402
 
@@ -82,7 +81,7 @@ def main():
     import keras
 
     result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "cpu": cpu_model(), "backend": keras.backend.backend(), "device": device_name(),
+              "cpu": common.cpu_model(), "backend": keras.backend.backend(), "device": device_name(),
               "model": "small" if args.small else "resnet50 (GroupNorm)",
               "steps": None if args.checkpoint else args.steps, "images_per_step": config.BATCH_SIZE,
               "held_out_images": len(held_out.image_ids), "train_s": train_s,

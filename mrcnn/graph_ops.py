@@ -15,6 +15,7 @@ from mrcnn import portable_ops
 
 __all__ = [
     "uses_tensorflow_kernels",
+    "leading_rows",
     "portable",
     "argmax_last_axis",
     "non_max_suppression_padded",
@@ -37,6 +38,17 @@ def uses_tensorflow_kernels():
     backend, outside :func:`portable`). Their outputs may have data-dependent
     shapes, so layers built on them cannot be compiled by XLA."""
     return keras.backend.backend() == "tensorflow" and _portable_depth == 0
+
+
+def leading_rows(class_ids, static_rows):
+    """How many leading rows a layer keeps of rows ordered with the objects first
+    (``class_ids [B, N]`` > 0, zero after): the batch's largest object count (>= 1)
+    where shapes may be dynamic (:func:`uses_tensorflow_kernels`), else
+    ``static_rows`` (a python int)."""
+    if not uses_tensorflow_kernels():
+        return static_rows
+    objects = keras.ops.sum(keras.ops.cast(class_ids > 0, "int32"), axis=1)
+    return keras.ops.maximum(keras.ops.max(objects), 1)
 
 
 @contextlib.contextmanager

@@ -260,11 +260,8 @@ class PositiveRows(keras.layers.Layer):
 
     def call(self, inputs):
         class_ids, rois, masks = inputs
-        if not graph_ops.uses_tensorflow_kernels():
-            n = rois.shape[1] if self.max_rows is None else min(self.max_rows, rois.shape[1])
-        else:
-            positives = ops.sum(ops.cast(class_ids > 0, "int32"), axis=1)
-            n = ops.maximum(ops.max(positives), 1)
+        static_rows = rois.shape[1] if self.max_rows is None else min(self.max_rows, rois.shape[1])
+        n = graph_ops.leading_rows(class_ids, static_rows)
         return [rois[:, :n], class_ids[:, :n], masks[:, :n]]
 
     def get_config(self):

@@ -150,10 +150,7 @@ class DetectionBoxes(_Float32Layer):
 
     def call(self, detections):
         boxes = detections[..., :4]
-        if not graph_ops.uses_tensorflow_kernels():
-            return boxes
-        found = ops.sum(ops.cast(detections[..., 4] > 0, "int32"), axis=1)  # class id > 0
-        return boxes[:, :ops.maximum(ops.max(found), 1)]
+        return boxes[:, :graph_ops.leading_rows(detections[..., 4], boxes.shape[1])]  # class ids
 
     def compute_output_shape(self, detections_shape):
         return (detections_shape[0], None, 4)
