@@ -265,3 +265,69 @@ def test_whole_map_conv_equals_conv2d_with_the_same_weights():
     # A kernel smaller than the map is an ordinary convolution.
     assert not whole._is_whole_map(np.zeros((1, 5, 5, 5), "float32"))
     assert_serialization_round_trip(WholeMapConv2D(4, 7, name="mrcnn_class_conv1"))
+
+
+@pytest.mark.parametrize("conv_class, kernel, padding", [("MatmulGradConv2D", 3, "same"),
+                                                         ("MatmulGradConv2D", 3, "valid"),
+                                                         ("WholeMapConv2D", (6, 5), "valid")])
+def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel, padding):
+    """fold_norm: the conv outputs conv + frozen BN (numpy reference, float64) and the BN
+    passes it through; gradients to the input, kernel, bias, gamma and beta equal those
+    of the two Keras layers unfolded; a clone from the config runs unfolded, same output."""
+    from mrcnn.layers import conv_as_matmul
+    from mrcnn.layers.backbone import fold_if_frozen
+
+    rng = np.random.default_rng(21)
+    x = rng.normal(size=(2, 6, 5, 4)).astype("float32")
+    make_conv = getattr(conv_as_matmul, conv_class)
+    folded_conv, folded_bn = make_conv(3, kernel, padding=padding), BatchNorm(frozen=True)
+    conv, bn = make_conv(3, kernel, padding=padding), BatchNorm(frozen=True)
+    folded = fold_if_frozen(folded_conv, folded_bn)
+    assert folded_conv.folded_norm is folded_bn and folded_bn.folded
+    out = folded(x)
+    unfolded_out = bn(conv(x))
+    for a, b in ((conv, folded_conv), (bn, folded_bn)):
+        a.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in a.weights])
+        b.set_weights(a.get_weights())
+    kernel_value, bias_value = conv.get_weights()
+    gamma, beta, mean, variance = bn.get_weights()
+    raw = np_conv2d(x.astype(np.float64), kernel_value, bias_value, padding=padding)
+    reference = (raw - mean) / np.sqrt(variance + bn.epsilon) * gamma + beta
+    out = np.asarray(folded(x))
+    assert out.shape == unfolded_out.shape
+    np.testing.assert_allclose(out, reference, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(np.asarray(bn(conv(x))), reference, rtol=1e-4, atol=1e-4)
+
+    cotangent = rng.normal(size=out.shape).astype("float32")
+    input_grads = [gradients(lambda inputs: f(inputs) * cotangent, [x])[0]
+                   for f in (folded, lambda t: bn(conv(t)))]
+    np.testing.assert_allclose(input_grads[0], input_grads[1], rtol=1e-4, atol=1e-3)
+    weight_grads = [variable_gradients(lambda: keras.ops.sum(f(x) * cotangent), weights)
+                    for f, weights in ((folded, folded_conv.trainable_weights + folded_bn.trainable_weights),
+                                       (lambda t: bn(conv(t)), conv.trainable_weights + bn.trainable_weights))]
+    assert len(weight_grads[0]) == 4  # kernel, bias, gamma, beta
+    for ours, theirs in zip(*weight_grads):
+        np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-3)
+
+    # The fold is not serialised: clones run unfolded and give the same output.
+    conv_clone = make_conv.from_config(folded_conv.get_config())
+    bn_clone = BatchNorm.from_config(folded_bn.get_config())
+    bn_clone(conv_clone(x))
+    conv_clone.set_weights(folded_conv.get_weights())
+    bn_clone.set_weights(folded_bn.get_weights())
+    assert conv_clone.folded_norm is None and not bn_clone.folded
+    np.testing.assert_allclose(np.asarray(bn_clone(conv_clone(x))), out, rtol=1e-4, atol=1e-4)
+
+
+def test_fold_norm_refuses_what_does_not_fold():
+    from mrcnn.layers.backbone import fold_if_frozen
+    from mrcnn.layers.conv_as_matmul import MatmulGradConv2D
+
+    # A trainable BN normalises with batch statistics: it stays a layer of its own.
+    conv, bn = MatmulGradConv2D(3, 1), BatchNorm(frozen=False)
+    fold_if_frozen(conv, bn)
+    assert conv.folded_norm is None and not bn.folded
+    with pytest.raises(ValueError, match="frozen BatchNorm"):
+        MatmulGradConv2D(3, 1).fold_norm(keras.layers.BatchNormalization())
+    with pytest.raises(ValueError, match="activation"):
+        MatmulGradConv2D(3, 1, activation="relu").fold_norm(BatchNorm(frozen=True))

@@ -7,7 +7,7 @@ Every weighted layer is named exactly as in Matterport's ``model.py`` (``conv1``
 Tensors are NHWC; the batch and spatial dimensions may be dynamic.
 """
 import keras
-from keras import layers
+from keras import layers, ops
 
 from mrcnn.layers.conv_as_matmul import MatmulGradConv2D
 
@@ -34,16 +34,47 @@ class BatchNorm(layers.BatchNormalization):
     def __init__(self, frozen=False, **kwargs):
         super().__init__(**kwargs)
         self.frozen = bool(frozen)
+        # Set by the conv before it (FoldsFrozenNorm.fold_norm), which then applies
+        # this layer's affine map itself; not serialised.
+        self.folded = False
 
     def call(self, inputs, training=None, mask=None):
+        if self.folded:
+            return inputs
         if self.frozen:
             training = False
         return super().call(inputs, training=training, mask=mask)
+
+    def fold(self, kernel, bias=None):
+        """A frozen BN after a conv, as that conv's kernel and bias: ``(k * s, (b - mean) * s + beta)``.
+
+        ``s = gamma / sqrt(moving_variance + epsilon)`` per output channel (the last
+        axis of ``kernel``); ``bias`` None is a conv without bias.
+        """
+        scale = ops.rsqrt(self.moving_variance + self.epsilon)
+        if self.scale:
+            scale = scale * self.gamma
+        shift = -self.moving_mean if bias is None else bias - self.moving_mean
+        shift = shift * scale
+        if self.center:
+            shift = shift + self.beta
+        return kernel * scale, shift
 
     def get_config(self):
         config = super().get_config()
         config["frozen"] = self.frozen
         return config
+
+
+def fold_if_frozen(conv, norm):
+    """``conv`` then ``norm`` as a callable; a frozen BatchNorm is folded into the conv.
+
+    See ``FoldsFrozenNorm``: both layers stay in the graph with their names and
+    weights; the conv's output is then the normalised one.
+    """
+    if isinstance(norm, BatchNorm) and norm.frozen:
+        conv.fold_norm(norm)
+    return lambda x: norm(conv(x))
 
 
 def _check_train_bn(train_bn):
@@ -58,9 +89,9 @@ def _check_train_bn(train_bn):
 def _conv_bn(x, filters, kernel_size, conv_name, bn_name, norm, strides=1,
              padding="valid", relu=True):
     """Conv2D (with bias, as Matterport) -> BatchNorm -> optional ReLU."""
-    x = MatmulGradConv2D(filters, kernel_size, strides=strides, padding=padding,
-                         use_bias=True, name=conv_name)(x)
-    x = norm(bn_name)(x)
+    conv = MatmulGradConv2D(filters, kernel_size, strides=strides, padding=padding,
+                            use_bias=True, name=conv_name)
+    x = fold_if_frozen(conv, norm(bn_name))(x)
     if relu:
         x = layers.Activation("relu")(x)
     return x

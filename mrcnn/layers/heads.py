@@ -9,7 +9,7 @@ layer name, and one big convolution is faster than a time-distributed loop.
 import keras
 from keras import layers, ops
 
-from mrcnn.layers.backbone import BatchNorm, _check_train_bn
+from mrcnn.layers.backbone import BatchNorm, _check_train_bn, fold_if_frozen
 from mrcnn.layers.conv_as_matmul import MatmulGradConv2D, PatchDeconv2D, WholeMapConv2D
 
 # The heads' output layers (logits, softmax, box deltas, mask sigmoid) compute in
@@ -97,8 +97,8 @@ def _pooled_shape(pooled, caller):
 
 
 def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, frozen, padding, conv=MatmulGradConv2D):
-    x = conv(filters, kernel_size, padding=padding, name=conv_name)(x)
-    x = BatchNorm(frozen=frozen, name=bn_name)(x)
+    conv = conv(filters, kernel_size, padding=padding, name=conv_name)
+    x = fold_if_frozen(conv, BatchNorm(frozen=frozen, name=bn_name))(x)
     return layers.Activation("relu")(x)
 
 
