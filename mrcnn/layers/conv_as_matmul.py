@@ -28,7 +28,7 @@ class FoldsFrozenNorm:
     activation costs more than the convolution under ``mixed_bfloat16`` on CPUs
     with AMX (Keras normalises in float32: a cast up, the affine, a cast down); on
     an Intel Xeon with AMX-BF16 the ResNet-50 + FPN stage of a 512-px image took
-    0.071 s folded against 0.139 s (TF 2.21, 2 threads, 2026-12-04).
+    0.074-0.079 s folded against 0.134-0.140 s (TF 2.21, 2 threads, 2026-12-04).
     The fold is set on the built graph, not serialised: a model rebuilt from its
     config runs the two layers unfolded, with the same result.
     """

@@ -97,8 +97,8 @@ def _pooled_shape(pooled, caller):
 
 
 def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, frozen, padding, conv=MatmulGradConv2D):
-    conv = conv(filters, kernel_size, padding=padding, name=conv_name)
-    x = fold_if_frozen(conv, BatchNorm(frozen=frozen, name=bn_name))(x)
+    layer = conv(filters, kernel_size, padding=padding, name=conv_name)
+    x = fold_if_frozen(layer, BatchNorm(frozen=frozen, name=bn_name))(x)
     return layers.Activation("relu")(x)
 
 
