@@ -270,10 +270,11 @@ def test_whole_map_conv_equals_conv2d_with_the_same_weights():
 @pytest.mark.parametrize("conv_class, kernel, padding", [("MatmulGradConv2D", 3, "same"),
                                                          ("MatmulGradConv2D", 3, "valid"),
                                                          ("WholeMapConv2D", (6, 5), "valid")])
-def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel, padding):
+def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel, padding, tmp_path):
     """fold_norm: the conv outputs conv + frozen BN (numpy reference, float64) and the BN
     passes it through; gradients to the input, kernel, bias, gamma and beta equal those
-    of the two Keras layers unfolded; a clone from the config runs unfolded, same output."""
+    of the two Keras layers unfolded; a clone from the config runs unfolded, same output;
+    a .keras file keeps each layer's weights under its own name."""
     from mrcnn.layers import conv_as_matmul
     from mrcnn.layers.backbone import fold_if_frozen
 
@@ -283,7 +284,7 @@ def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel
     folded_conv, folded_bn = make_conv(3, kernel, padding=padding), BatchNorm(frozen=True)
     conv, bn = make_conv(3, kernel, padding=padding), BatchNorm(frozen=True)
     folded = fold_if_frozen(folded_conv, folded_bn)
-    assert folded_conv.folded_norm is folded_bn and folded_bn.folded
+    assert folded_conv.folded_norm() is folded_bn and folded_bn.folded
     out = folded(x)
     unfolded_out = bn(conv(x))
     for a, b in ((conv, folded_conv), (bn, folded_bn)):
@@ -315,8 +316,14 @@ def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel
     bn_clone(conv_clone(x))
     conv_clone.set_weights(folded_conv.get_weights())
     bn_clone.set_weights(folded_bn.get_weights())
-    assert conv_clone.folded_norm is None and not bn_clone.folded
+    assert conv_clone.folded_norm() is None and not bn_clone.folded
     np.testing.assert_allclose(np.asarray(bn_clone(conv_clone(x))), out, rtol=1e-4, atol=1e-4)
+
+    inputs = keras.Input(x.shape[1:])
+    model = keras.Model(inputs, folded(inputs))
+    model.save(tmp_path / "folded.keras")
+    loaded = keras.saving.load_model(tmp_path / "folded.keras")
+    np.testing.assert_allclose(np.asarray(loaded(x)), out, rtol=1e-4, atol=1e-4)
 
 
 def test_fold_norm_refuses_what_does_not_fold():
@@ -326,7 +333,7 @@ def test_fold_norm_refuses_what_does_not_fold():
     # A trainable BN normalises with batch statistics: it stays a layer of its own.
     conv, bn = MatmulGradConv2D(3, 1), BatchNorm(frozen=False)
     fold_if_frozen(conv, bn)
-    assert conv.folded_norm is None and not bn.folded
+    assert conv.folded_norm() is None and not bn.folded
     with pytest.raises(ValueError, match="frozen BatchNorm"):
         MatmulGradConv2D(3, 1).fold_norm(keras.layers.BatchNormalization())
     with pytest.raises(ValueError, match="activation"):

@@ -16,6 +16,17 @@ from keras import ops
 __all__ = ["FoldsFrozenNorm", "MatmulGradConv2D", "PatchDeconv2D", "WholeMapConv2D"]
 
 
+class _NormLink:
+    """Holds a folded BatchNorm out of Keras' sight. As a layer attribute the BN would be
+    tracked as a sublayer of the conv, and the .keras saver would store its weights under
+    the conv's path instead of its own."""
+
+    __slots__ = ("norm",)
+
+    def __init__(self, norm):
+        self.norm = norm
+
+
 class FoldsFrozenNorm:
     """Mixin for a Conv2D followed by a frozen BatchNorm: ``fold_norm`` merges the two.
 
@@ -33,7 +44,7 @@ class FoldsFrozenNorm:
     config runs the two layers unfolded, with the same result.
     """
 
-    folded_norm = None
+    _norm_link = None
 
     def fold_norm(self, norm):
         """Fold the frozen BatchNorm ``norm`` (applied to this layer's output) into this layer."""
@@ -43,16 +54,18 @@ class FoldsFrozenNorm:
             raise ValueError(f"{self.name}: a conv with an activation cannot take a BatchNorm after it")
         norm.build((None, None, None, self.filters))
         norm.folded = True
-        # Not as a sublayer (Keras tracks layer attributes): the BN stays a layer of
-        # the graph, with its own weights.
-        object.__setattr__(self, "folded_norm", norm)
+        self._norm_link = _NormLink(norm)
         # Read the float32 variables themselves (not autocast copies) and cast once.
         self.autocast = False
 
+    def folded_norm(self):
+        """The BatchNorm folded into this layer, or None."""
+        return None if self._norm_link is None else self._norm_link.norm
+
     def call(self, inputs):
-        if self.folded_norm is None:
+        if self._norm_link is None:
             return super().call(inputs)
-        kernel, bias = self.folded_norm.fold(self.kernel, self.bias if self.use_bias else None)
+        kernel, bias = self._norm_link.norm.fold(self.kernel, self.bias if self.use_bias else None)
         dtype = self.compute_dtype
         return self._biased_output(ops.cast(inputs, dtype), ops.cast(kernel, dtype),
                                    ops.cast(bias, dtype))
@@ -86,7 +99,7 @@ class WholeMapConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
                 and tuple(inputs.shape[1:3]) == tuple(self.kernel_size))
 
     def call(self, inputs):
-        if self.folded_norm is not None or not self._is_whole_map(inputs):
+        if self._norm_link is not None or not self._is_whole_map(inputs):
             return super().call(inputs)
         outputs = self._biased_output(inputs, self.kernel, self.bias if self.use_bias else None)
         return self.activation(outputs) if self.activation is not None else outputs
