@@ -279,3 +279,20 @@ def test_batch_norm_serialization_round_trip():
     from tests.serialization import assert_serialization_round_trip
     clone = assert_serialization_round_trip(BatchNorm(frozen=True, name="bn_conv1"))
     assert clone.frozen is True
+
+
+def test_nearest_upsampling_repeats_each_pixel_on_dynamic_shapes():
+    """NearestUpsampling2D (the FPN's fpn_p*upsampled) against numpy's repeat, on a model
+    with dynamic batch and spatial sizes, called on two sizes."""
+    from mrcnn.layers.backbone import NearestUpsampling2D
+    from tests.serialization import assert_serialization_round_trip
+
+    rng = np.random.default_rng(8)
+    inputs = keras.Input((None, None, 2))
+    model = keras.Model(inputs, NearestUpsampling2D(3)(inputs))
+    for shape in ((2, 4, 5, 2), (1, 1, 3, 2)):
+        x = rng.normal(size=shape).astype("float32")
+        np.testing.assert_array_equal(np.asarray(model.predict(x, verbose=0)),
+                                      x.repeat(3, axis=1).repeat(3, axis=2))
+    assert NearestUpsampling2D(2).compute_output_shape((None, 4, None, 6)) == (None, 8, None, 6)
+    assert assert_serialization_round_trip(NearestUpsampling2D(2, name="fpn_p5upsampled")).factor == 2

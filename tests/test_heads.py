@@ -235,6 +235,32 @@ def test_matmul_grad_conv_has_conv2d_outputs_and_gradients(kernel, padding, batc
         np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
 
 
+def test_matmul_grad_conv_takes_its_gradient_only_in_training_graphs(monkeypatch):
+    """A model's training step runs the matmul gradient; predict (training=False) runs
+    Keras' plain convolution, with the same output."""
+    from mrcnn.layers import conv_as_matmul
+
+    calls = []
+    original = conv_as_matmul._conv_with_matmul_gradients
+
+    def counted(*args):
+        calls.append(1)
+        return original(*args)
+
+    monkeypatch.setattr(conv_as_matmul, "_conv_with_matmul_gradients", counted)
+    inputs = keras.Input((6, 5, 4))
+    model = keras.Model(inputs, conv_as_matmul.MatmulGradConv2D(3, 3, padding="same")(inputs))
+    model.compile(keras.optimizers.SGD(0.01), "mse")
+    x = np.random.default_rng(3).normal(size=(2, 6, 5, 4)).astype("float32")
+    calls.clear()
+    predicted = model.predict(x, verbose=0)
+    assert not calls
+    np.testing.assert_allclose(predicted, np.asarray(model(x)), atol=1e-5)  # the matmul path
+    assert len(calls) == 1
+    model.train_on_batch(x, np.zeros((2, 6, 5, 3), "float32"))
+    assert len(calls) == 2
+
+
 def test_matmul_grad_conv_falls_back_where_its_gradient_does_not_apply():
     from mrcnn.layers.conv_as_matmul import MatmulGradConv2D
 

@@ -175,9 +175,39 @@ def resnet_graph(input_image, architecture, stage5=True, train_bn=False, norm="b
     return [c1, c2, c3, c4, c5]
 
 
+@keras.saving.register_keras_serializable(package="mrcnn")
+class NearestUpsampling2D(layers.Layer):
+    """Each pixel repeated into a ``factor x factor`` block: ``UpSampling2D(factor)``
+    with "nearest" interpolation, NHWC.
+
+    Written as one broadcast and one reshape. Why: Keras' UpSampling2D repeats each
+    axis in turn: 62 TensorFlow ops a layer to trace in ``detect()``, 9 here (tracing
+    is most of the first call; benchmarks/RESULTS.md).
+    """
+
+    def __init__(self, factor=2, **kwargs):
+        super().__init__(**kwargs)
+        self.factor = int(factor)
+
+    def call(self, inputs):
+        batch, height, width, channels = ops.shape(inputs)
+        f = self.factor
+        blocks = ops.broadcast_to(inputs[:, :, None, :, None, :],
+                                  (batch, height, f, width, f, channels))
+        return ops.reshape(blocks, (batch, height * f, width * f, channels))
+
+    def compute_output_shape(self, input_shape):
+        batch, height, width, channels = input_shape
+        scaled = [None if d is None else d * self.factor for d in (height, width)]
+        return (batch, *scaled, channels)
+
+    def get_config(self):
+        return {**super().get_config(), "factor": self.factor}
+
+
 def _top_down(upper, lateral, level, pyramid_size):
     """``fpn_p{level}add`` = 2x-upsampled ``upper`` + 1x1 lateral conv of C{level}."""
-    upsampled = layers.UpSampling2D(size=(2, 2), name=f"fpn_p{level + 1}upsampled")(upper)
+    upsampled = NearestUpsampling2D(2, name=f"fpn_p{level + 1}upsampled")(upper)
     lateral = MatmulGradConv2D(pyramid_size, (1, 1), name=f"fpn_c{level}p{level}")(lateral)
     return layers.Add(name=f"fpn_p{level}add")([upsampled, lateral])
 
