@@ -28,6 +28,7 @@ __all__ = [
     "replica_sum",
     "replicas_span_workers",
     "make_deterministic",
+    "tensorflow_on_cpu",
 ]
 
 _portable_depth = 0
@@ -38,6 +39,12 @@ def uses_tensorflow_kernels():
     backend, outside :func:`portable`). Their outputs may have data-dependent
     shapes, so layers built on them cannot be compiled by XLA."""
     return keras.backend.backend() == "tensorflow" and _portable_depth == 0
+
+
+def tensorflow_on_cpu():
+    """True under the TensorFlow backend when no GPU is visible to it: its kernels
+    are then oneDNN's on the CPU."""
+    return keras.backend.backend() == "tensorflow" and not _tf_ops().sees_a_gpu()
 
 
 def leading_rows(class_ids, static_rows):

@@ -26,6 +26,7 @@ __all__ = [
     "replica_sum",
     "replicas_span_workers",
     "make_deterministic",
+    "sees_a_gpu",
 ]
 
 
@@ -236,3 +237,8 @@ def replicas_span_workers(strategy=None):
     if strategy.num_replicas_in_sync == 1:
         return False  # the default strategy has no worker_devices
     return strategy.num_replicas_in_sync > len(strategy.extended.worker_devices)
+
+
+def sees_a_gpu():
+    """True when TensorFlow sees a GPU (it then places the graph's kernels there)."""
+    return bool(tf.config.list_physical_devices("GPU"))

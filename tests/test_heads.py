@@ -1,4 +1,6 @@
 """RPN, classifier and mask heads against per-ROI numpy re-implementations."""
+import functools
+
 import keras
 import numpy as np
 import pytest
@@ -215,7 +217,7 @@ def test_matmul_grad_conv_has_conv2d_outputs_and_gradients(kernel, padding, batc
     x = rng.normal(size=(batch, 6, 5, 4)).astype("float32")
     cotangent = rng.normal(size=(batch, 6, 5, 3)).astype("float32")
     reference = keras.layers.Conv2D(3, kernel, padding=padding)
-    conv = MatmulGradConv2D(3, kernel, padding=padding)
+    conv = MatmulGradConv2D(3, kernel, padding=padding, matmul_gradient=True)
     reference.build(x.shape)
     conv.build(x.shape)
     conv.set_weights([rng.normal(size=w.shape) for w in reference.weights])
@@ -249,7 +251,8 @@ def test_matmul_grad_conv_takes_its_gradient_only_in_training_graphs(monkeypatch
 
     monkeypatch.setattr(conv_as_matmul, "_conv_with_matmul_gradients", counted)
     inputs = keras.Input((6, 5, 4))
-    model = keras.Model(inputs, conv_as_matmul.MatmulGradConv2D(3, 3, padding="same")(inputs))
+    model = keras.Model(inputs, conv_as_matmul.MatmulGradConv2D(3, 3, padding="same",
+                                                                matmul_gradient=True)(inputs))
     model.compile(keras.optimizers.SGD(0.01), "mse")
     x = np.random.default_rng(3).normal(size=(2, 6, 5, 4)).astype("float32")
     calls.clear()
@@ -269,9 +272,35 @@ def test_matmul_grad_conv_falls_back_where_its_gradient_does_not_apply():
                   MatmulGradConv2D(3, 3, padding="valid"),
                   MatmulGradConv2D(3, 2, padding="same"),  # even kernel: padding is not symmetric
                   MatmulGradConv2D(3, 3, padding="same", dilation_rate=2)):
+        layer.matmul_gradient = True
         assert not layer._has_matmul_gradient(x)
-        assert tuple(layer(x).shape) == tuple(keras.layers.Conv2D(**layer.get_config())(x).shape)
+        plain = {k: v for k, v in layer.get_config().items() if k != "matmul_gradient"}
+        assert tuple(layer(x).shape) == tuple(keras.layers.Conv2D(**plain)(x).shape)
     assert_serialization_round_trip(MatmulGradConv2D(4, 3, padding="same", name="fpn_p2"))
+
+
+def test_matmul_gradient_by_default_only_with_tensorflow_on_a_cpu_without_avx512(tmp_path):
+    """The default follows the measurements (MatmulGradConv2D's docstring); True and
+    False force it either way; the setting survives the layer's config."""
+    from mrcnn import graph_ops
+    from mrcnn.layers import conv_as_matmul
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse2 avx avx2 fma\n")
+    assert not conv_as_matmul.cpu_has_avx512(str(cpuinfo))
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw amx_bf16\n")
+    assert conv_as_matmul.cpu_has_avx512(str(cpuinfo))
+    assert conv_as_matmul.cpu_has_avx512(str(tmp_path / "absent"))  # unknown: Keras' gradient
+    expected = graph_ops.tensorflow_on_cpu() and not conv_as_matmul.cpu_has_avx512()
+    assert conv_as_matmul.matmul_gradient_is_faster() == expected
+    x = np.zeros((1, 6, 5, 4), "float32")
+    assert conv_as_matmul.MatmulGradConv2D(3, 3, padding="same")._has_matmul_gradient(x) == expected
+    for forced in (True, False):
+        layer = conv_as_matmul.MatmulGradConv2D(3, 3, padding="same", matmul_gradient=forced)
+        assert layer._has_matmul_gradient(x) == forced
+        assert assert_serialization_round_trip(layer).matmul_gradient == forced
+    with pytest.raises(ValueError, match="matmul_gradient"):
+        conv_as_matmul.MatmulGradConv2D(3, 3, matmul_gradient="yes")
 
 
 def test_whole_map_conv_equals_conv2d_with_the_same_weights():
@@ -306,7 +335,8 @@ def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel
 
     rng = np.random.default_rng(21)
     x = rng.normal(size=(2, 6, 5, 4)).astype("float32")
-    make_conv = getattr(conv_as_matmul, conv_class)
+    options = {"matmul_gradient": True} if conv_class == "MatmulGradConv2D" else {}
+    make_conv = functools.partial(getattr(conv_as_matmul, conv_class), **options)
     folded_conv, folded_bn = make_conv(3, kernel, padding=padding), BatchNorm(frozen=True)
     conv, bn = make_conv(3, kernel, padding=padding), BatchNorm(frozen=True)
     folded = fold_if_frozen(folded_conv, folded_bn)
@@ -337,7 +367,7 @@ def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel
         np.testing.assert_allclose(np.asarray(ours), np.asarray(theirs), rtol=1e-4, atol=1e-3)
 
     # The fold is not serialised: clones run unfolded and give the same output.
-    conv_clone = make_conv.from_config(folded_conv.get_config())
+    conv_clone = type(folded_conv).from_config(folded_conv.get_config())
     bn_clone = BatchNorm.from_config(folded_bn.get_config())
     bn_clone(conv_clone(x))
     conv_clone.set_weights(folded_conv.get_weights())

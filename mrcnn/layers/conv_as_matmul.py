@@ -10,8 +10,12 @@ Matterport's Keras-2 HDF5 files load unchanged.
 A frozen BatchNorm that follows one of these convolutions can be folded into it
 (``fold_norm``): see FoldsFrozenNorm.
 """
+import functools
+
 import keras
 from keras import ops
+
+from mrcnn import graph_ops
 
 __all__ = ["FoldsFrozenNorm", "MatmulGradConv2D", "PatchDeconv2D", "WholeMapConv2D"]
 
@@ -168,16 +172,35 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
     3x3 256->256 at 128x128, forward 149 GFLOP/s, input gradient 113-127, kernel
     gradient 81; as a forward conv 153, as matmuls 123), and one 512-px training
     step of ResNet-50 FPN took 11-16 % less time this way, at the same peak RSS
-    (benchmarks/RESULTS.md). Not measured on GPUs, where cuDNN's backward kernels
-    are fast.
+    (benchmarks/RESULTS.md). Where oneDNN has AVX-512 kernels it is the other way
+    round: on an Intel Xeon with AVX-512 and AMX (2026-12-04) Keras' own gradient
+    took 1.67 s a float32 step against 1.82 s, the same in bfloat16, and its
+    smaller graph cut the first step's trace and optimisation by 2.4 s.
     The output gradient is shifted, not the input: shifted copies of forward
     activations could be made as soon as the forward pass ends and all be alive at
     once. Other settings fall back to Keras' own gradient, and a call with
     ``training=False`` (an inference graph) is Keras' convolution throughout.
+
+    Args:
+        matmul_gradient: True or False to take this gradient or Keras' own; None
+            (the default) takes it where it was measured faster, TensorFlow on a CPU
+            without AVX-512 (``matmul_gradient_is_faster``); Keras' own elsewhere,
+            GPUs and JAX included (not measured there).
+        **kwargs: passed to ``keras.layers.Conv2D``.
     """
 
     # False while this layer is called with training=False (set in ``call``).
     _gradient_wanted = True
+
+    def __init__(self, *args, matmul_gradient=None, **kwargs):
+        super().__init__(*args, **kwargs)
+        if matmul_gradient not in (None, True, False):
+            raise ValueError(f"{self.name}: matmul_gradient must be None, True or False, "
+                             f"got {matmul_gradient!r}")
+        self.matmul_gradient = matmul_gradient
+
+    def get_config(self):
+        return {**super().get_config(), "matmul_gradient": self.matmul_gradient}
 
     def call(self, inputs, training=None):
         # Only a graph that takes gradients needs the custom one: called with
@@ -189,7 +212,9 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
     def _has_matmul_gradient(self, inputs):
         kh, kw = self.kernel_size
         same_size = self.padding == "same" or (kh, kw) == (1, 1)
-        return (self._gradient_wanted and same_size and kh % 2 == 1 and kw % 2 == 1
+        wanted = (matmul_gradient_is_faster() if self.matmul_gradient is None
+                  else self.matmul_gradient)
+        return (wanted and self._gradient_wanted and same_size and kh % 2 == 1 and kw % 2 == 1
                 and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
                 and self.groups == 1 and self.data_format == "channels_last"
                 and inputs.shape[1] is not None and inputs.shape[2] is not None)
@@ -199,6 +224,24 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
             return super().convolution_op(inputs, kernel)
         # A tensor, not the variable: a custom gradient must not read variables itself.
         return _conv_with_matmul_gradients(inputs, ops.copy(kernel))
+
+
+@functools.cache
+def matmul_gradient_is_faster():
+    """Whether MatmulGradConv2D takes its own gradient by default: under TensorFlow
+    on a CPU without AVX-512, where oneDNN's backward kernels were measured slow."""
+    return graph_ops.tensorflow_on_cpu() and not cpu_has_avx512()
+
+
+def cpu_has_avx512(cpuinfo="/proc/cpuinfo"):
+    """True when the CPU flags in ``cpuinfo`` (Linux) include AVX-512 (``avx512f``);
+    True too where they cannot be read, so an unknown CPU gets Keras' gradient."""
+    try:
+        with open(cpuinfo) as f:
+            flags = next((line for line in f if line.startswith("flags")), None)
+    except OSError:
+        return True
+    return flags is None or "avx512f" in flags.split()
 
 
 def _conv_with_matmul_gradients(inputs, kernel):
