@@ -279,7 +279,7 @@ def test_matmul_grad_conv_falls_back_where_its_gradient_does_not_apply():
     assert_serialization_round_trip(MatmulGradConv2D(4, 3, padding="same", name="fpn_p2"))
 
 
-def test_matmul_gradient_by_default_only_with_tensorflow_on_a_cpu_without_avx512(tmp_path):
+def test_matmul_gradient_by_default_except_with_tensorflow_on_a_cpu_with_avx512(tmp_path):
     """The default follows the measurements (MatmulGradConv2D's docstring); True and
     False force it either way; the setting survives the layer's config."""
     from mrcnn import graph_ops
@@ -290,8 +290,8 @@ def test_matmul_gradient_by_default_only_with_tensorflow_on_a_cpu_without_avx512
     assert not conv_as_matmul.cpu_has_avx512(str(cpuinfo))
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu avx2 avx512f avx512bw amx_bf16\n")
     assert conv_as_matmul.cpu_has_avx512(str(cpuinfo))
-    assert conv_as_matmul.cpu_has_avx512(str(tmp_path / "absent"))  # unknown: Keras' gradient
-    expected = graph_ops.tensorflow_on_cpu() and not conv_as_matmul.cpu_has_avx512()
+    assert not conv_as_matmul.cpu_has_avx512(str(tmp_path / "absent"))  # unknown: the matmul one
+    expected = not (graph_ops.tensorflow_on_cpu() and conv_as_matmul.cpu_has_avx512())
     assert conv_as_matmul.matmul_gradient_is_faster() == expected
     x = np.zeros((1, 6, 5, 4), "float32")
     assert conv_as_matmul.MatmulGradConv2D(3, 3, padding="same")._has_matmul_gradient(x) == expected

@@ -172,10 +172,12 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
     3x3 256->256 at 128x128, forward 149 GFLOP/s, input gradient 113-127, kernel
     gradient 81; as a forward conv 153, as matmuls 123), and one 512-px training
     step of ResNet-50 FPN took 11-16 % less time this way, at the same peak RSS
-    (benchmarks/RESULTS.md). Where oneDNN has AVX-512 kernels it is the other way
-    round: on an Intel Xeon with AVX-512 and AMX (2026-12-04) Keras' own gradient
-    took 1.67 s a float32 step against 1.82 s, the same in bfloat16, and its
-    smaller graph cut the first step's trace and optimisation by 2.4 s.
+    (benchmarks/RESULTS.md). XLA's CPU gradients (JAX) gain more: a 256-px step
+    took 3.2 s against 5.2 s with Keras' own (Intel Xeon, 2026-12-04). Where
+    TensorFlow's oneDNN has AVX-512 kernels it is the other way round: on that
+    Intel Xeon (AVX-512, AMX) Keras' own gradient took 1.67 s a float32 step against
+    1.82 s, the same in bfloat16, and its smaller graph cut the first step's trace
+    and optimisation by 2.4 s.
     The output gradient is shifted, not the input: shifted copies of forward
     activations could be made as soon as the forward pass ends and all be alive at
     once. Other settings fall back to Keras' own gradient, and a call with
@@ -183,9 +185,9 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
 
     Args:
         matmul_gradient: True or False to take this gradient or Keras' own; None
-            (the default) takes it where it was measured faster, TensorFlow on a CPU
-            without AVX-512 (``matmul_gradient_is_faster``); Keras' own elsewhere,
-            GPUs and JAX included (not measured there).
+            (the default) takes Keras' own only where that was measured faster,
+            TensorFlow on a CPU with AVX-512 (``matmul_gradient_is_faster``), and
+            this one elsewhere (GPUs not measured).
         **kwargs: passed to ``keras.layers.Conv2D``.
     """
 
@@ -228,20 +230,21 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
 
 @functools.cache
 def matmul_gradient_is_faster():
-    """Whether MatmulGradConv2D takes its own gradient by default: under TensorFlow
-    on a CPU without AVX-512, where oneDNN's backward kernels were measured slow."""
-    return graph_ops.tensorflow_on_cpu() and not cpu_has_avx512()
+    """Whether MatmulGradConv2D takes its own gradient by default: everywhere but
+    under TensorFlow on a CPU with AVX-512, where oneDNN's own backward kernels
+    were measured faster."""
+    return not (graph_ops.tensorflow_on_cpu() and cpu_has_avx512())
 
 
 def cpu_has_avx512(cpuinfo="/proc/cpuinfo"):
     """True when the CPU flags in ``cpuinfo`` (Linux) include AVX-512 (``avx512f``);
-    True too where they cannot be read, so an unknown CPU gets Keras' gradient."""
+    False where they cannot be read."""
     try:
         with open(cpuinfo) as f:
             flags = next((line for line in f if line.startswith("flags")), None)
     except OSError:
-        return True
-    return flags is None or "avx512f" in flags.split()
+        return False
+    return flags is not None and "avx512f" in flags.split()
 
 
 def _conv_with_matmul_gradients(inputs, kernel):
