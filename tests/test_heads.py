@@ -292,7 +292,7 @@ def test_matmul_gradient_by_default_except_with_tensorflow_on_a_cpu_with_avx512(
     assert conv_as_matmul.cpu_has_avx512(str(cpuinfo))
     assert not conv_as_matmul.cpu_has_avx512(str(tmp_path / "absent"))  # unknown: the matmul one
     expected = not (graph_ops.tensorflow_on_cpu() and conv_as_matmul.cpu_has_avx512())
-    assert conv_as_matmul.matmul_gradient_is_faster() == expected
+    assert conv_as_matmul.matmul_gradient_by_default() == expected
     x = np.zeros((1, 6, 5, 4), "float32")
     assert conv_as_matmul.MatmulGradConv2D(3, 3, padding="same")._has_matmul_gradient(x) == expected
     for forced in (True, False):

@@ -102,22 +102,15 @@ class WholeMapConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
                 and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
                 and tuple(inputs.shape[1:3]) == tuple(self.kernel_size))
 
-    def call(self, inputs):
-        if self._norm_link is not None or not self._is_whole_map(inputs):
-            return super().call(inputs)
-        outputs = self._biased_output(inputs, self.kernel, self.bias if self.use_bias else None)
-        return self.activation(outputs) if self.activation is not None else outputs
-
-    def _biased_output(self, inputs, kernel, bias):
+    def convolution_op(self, inputs, kernel):
+        # Keras' Conv2D.call and FoldsFrozenNorm add the bias and activation around this.
         if not self._is_whole_map(inputs):
-            return super()._biased_output(inputs, kernel, bias)
+            return super().convolution_op(inputs, kernel)
         kh, kw = self.kernel_size
         channels = inputs.shape[-1]
         flat = ops.reshape(inputs, (-1, kh * kw * channels))
         outputs = ops.matmul(flat, ops.cast(ops.reshape(kernel, (kh * kw * channels, self.filters)),
                                             flat.dtype))
-        if bias is not None:
-            outputs = outputs + ops.cast(bias, outputs.dtype)
         return ops.reshape(outputs, (-1, 1, 1, self.filters))
 
 
@@ -186,7 +179,7 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
     Args:
         matmul_gradient: True or False to take this gradient or Keras' own; None
             (the default) takes Keras' own only where that was measured faster,
-            TensorFlow on a CPU with AVX-512 (``matmul_gradient_is_faster``), and
+            TensorFlow on a CPU with AVX-512 (``matmul_gradient_by_default``), and
             this one elsewhere (GPUs not measured).
         **kwargs: passed to ``keras.layers.Conv2D``.
     """
@@ -214,7 +207,7 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
     def _has_matmul_gradient(self, inputs):
         kh, kw = self.kernel_size
         same_size = self.padding == "same" or (kh, kw) == (1, 1)
-        wanted = (matmul_gradient_is_faster() if self.matmul_gradient is None
+        wanted = (matmul_gradient_by_default() if self.matmul_gradient is None
                   else self.matmul_gradient)
         return (wanted and self._gradient_wanted and same_size and kh % 2 == 1 and kw % 2 == 1
                 and tuple(self.strides) == (1, 1) and tuple(self.dilation_rate) == (1, 1)
@@ -229,7 +222,7 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
 
 
 @functools.cache
-def matmul_gradient_is_faster():
+def matmul_gradient_by_default():
     """Whether MatmulGradConv2D takes its own gradient by default: everywhere but
     under TensorFlow on a CPU with AVX-512, where oneDNN's own backward kernels
     were measured faster."""
