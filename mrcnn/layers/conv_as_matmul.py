@@ -102,15 +102,22 @@ class WholeMapConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
                 and tuple(self.dilation_rate) == (1, 1) and self.groups == 1
                 and tuple(inputs.shape[1:3]) == tuple(self.kernel_size))
 
-    def convolution_op(self, inputs, kernel):
-        # Keras' Conv2D.call and FoldsFrozenNorm add the bias and activation around this.
+    def call(self, inputs):
+        if self._norm_link is not None or not self._is_whole_map(inputs):
+            return super().call(inputs)
+        outputs = self._biased_output(inputs, self.kernel, self.bias if self.use_bias else None)
+        return self.activation(outputs) if self.activation is not None else outputs
+
+    def _biased_output(self, inputs, kernel, bias):
         if not self._is_whole_map(inputs):
-            return super().convolution_op(inputs, kernel)
+            return super()._biased_output(inputs, kernel, bias)
         kh, kw = self.kernel_size
         channels = inputs.shape[-1]
         flat = ops.reshape(inputs, (-1, kh * kw * channels))
         outputs = ops.matmul(flat, ops.cast(ops.reshape(kernel, (kh * kw * channels, self.filters)),
                                             flat.dtype))
+        if bias is not None:
+            outputs = outputs + ops.cast(bias, outputs.dtype)
         return ops.reshape(outputs, (-1, 1, 1, self.filters))
 
 
