@@ -120,6 +120,15 @@ def read_after(variable, dependency):
     return keras.ops.convert_to_tensor(variable)
 
 
+def squared_norm(x):
+    """``sum(x ** 2)`` over all of ``x``. Under TensorFlow one kernel (``tf_ops.squared_norm``):
+    ``sum(square(x))`` would first write ``square(x)``, as large as ``x``. XLA (JAX) fuses
+    the two itself."""
+    if keras.backend.backend() == "tensorflow":
+        return _tf_ops().squared_norm(x)
+    return keras.ops.sum(keras.ops.square(x))
+
+
 def make_deterministic(seed):
     """Seed the global generators; under TensorFlow also switch to deterministic
     kernels (``tf_ops.make_deterministic``)."""

@@ -182,6 +182,11 @@ def read_after(variable, dependency):
         return tf.identity(variable)
 
 
+def squared_norm(x):
+    """``sum(x ** 2)`` without a temporary the size of ``x`` (``tf.nn.l2_loss`` is ``sum(x ** 2) / 2``)."""
+    return 2.0 * tf.nn.l2_loss(x)
+
+
 def make_deterministic(seed):
     """Seeds Python's, NumPy's and TensorFlow's global generators (what Keras draws
     unseeded initialisers and random ops from) and switches TensorFlow to

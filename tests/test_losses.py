@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn import losses
+from mrcnn import graph_ops, losses
 from tests.backend import tensorflow_only, variable_gradients
 
 
@@ -241,7 +241,8 @@ def test_l2_weight_decay_gradient():
 
 @pytest.mark.parametrize("graph", [False, pytest.param(True, marks=tensorflow_only)])
 def test_sgd_with_l2_equals_differentiating_the_regulariser(graph):
-    """SGDWithL2's update == SGD on (loss + l2_weight_decay), clipping included."""
+    """SGDWithL2's updates == SGD with momentum on (loss + l2_weight_decay), clipping
+    included, over two steps (the second one uses the momentum of the first)."""
     from mrcnn.training import SGDWithL2
 
     def build():
@@ -253,23 +254,29 @@ def test_sgd_with_l2_equals_differentiating_the_regulariser(graph):
 
     rng = np.random.default_rng(8)
     x = rng.normal(size=(5, 3)).astype("float32")
-    decay, lr, clip = 0.05, 0.1, 0.5
+    decay, lr, momentum, clip = 0.05, 0.1, 0.9, 0.5
 
     def data_loss(model):
         return keras.ops.sum(keras.ops.square(model(x, training=False)))
 
-    # Reference: gradient of the full loss, global-norm clipping and the SGD step in numpy.
+    # Reference: gradient of the full loss, global-norm clipping and the momentum step
+    # (m <- momentum * m - lr * g, w <- w + m) in numpy.
     ref = build()
-    grads = [np.asarray(g) for g in variable_gradients(
-        lambda: data_loss(ref) + losses.l2_weight_decay(ref.trainable_weights, decay),
-        ref.trainable_weights)]
-    norm = np.sqrt(sum(np.sum(g * g) for g in grads))
-    assert norm > clip  # the clip is active
-    expected = [np.asarray(w.numpy()) - lr * g * clip / norm
-                for w, g in zip(ref.trainable_weights, grads)]
+    velocities = [np.zeros(w.shape, "float32") for w in ref.trainable_weights]
+    expected = []
+    for _ in range(2):
+        grads = [np.asarray(g) for g in variable_gradients(
+            lambda: data_loss(ref) + losses.l2_weight_decay(ref.trainable_weights, decay),
+            ref.trainable_weights)]
+        norm = np.sqrt(sum(np.sum(g * g) for g in grads))
+        assert norm > clip  # the clip is active
+        velocities = [momentum * v - lr * g * clip / norm for v, g in zip(velocities, grads)]
+        expected = [w.numpy() + v for w, v in zip(ref.trainable_weights, velocities)]
+        for w, e in zip(ref.trainable_weights, expected):
+            w.assign(e)
 
     model = build()
-    optimizer = SGDWithL2(l2=decay, learning_rate=lr, momentum=0.9, global_clipnorm=clip)
+    optimizer = SGDWithL2(l2=decay, learning_rate=lr, momentum=momentum, global_clipnorm=clip)
 
     def step():
         grads = variable_gradients(lambda: data_loss(model), model.trainable_weights)
@@ -278,8 +285,37 @@ def test_sgd_with_l2_equals_differentiating_the_regulariser(graph):
         import tensorflow as tf
         step = tf.function(step)
     step()
+    step()
     for w, e in zip(model.trainable_weights, expected):
         np.testing.assert_allclose(w.numpy(), e, rtol=1e-5, atol=1e-6, err_msg=w.path)
     assert SGDWithL2.from_config(optimizer.get_config()).l2 == decay
     with pytest.raises(ValueError, match="l2"):
         SGDWithL2(l2=-1.0)
+
+
+def test_sgd_with_l2_clips_as_keras_does():
+    """SGDWithL2's global-norm clipping (its own squared norms) == Keras' clip_by_global_norm:
+    scaled when over the norm, unchanged under it, NaN for a non-finite norm; None kept."""
+    from keras.src.optimizers.base_optimizer import clip_by_global_norm
+
+    from mrcnn.training import SGDWithL2
+
+    rng = np.random.default_rng(3)
+    grads = [rng.normal(size=(7, 5)).astype("float32"), None, rng.normal(size=(4,)).astype("float32")]
+    for clip in (0.5, 100.0):
+        optimizer = SGDWithL2(learning_rate=0.1, global_clipnorm=clip)
+        got = optimizer._clip_gradients([None if g is None else keras.ops.convert_to_tensor(g)
+                                         for g in grads])
+        want = clip_by_global_norm([None if g is None else keras.ops.convert_to_tensor(g)
+                                    for g in grads], clip)
+        assert got[1] is None
+        for g, w in ((got[0], want[0]), (got[2], want[2])):
+            np.testing.assert_allclose(np.asarray(g), np.asarray(w), rtol=1e-6)
+    inf = [np.full((3,), np.inf, "float32")]
+    assert np.isnan(np.asarray(SGDWithL2(global_clipnorm=1.0)._clip_gradients(inf)[0])).all()
+
+
+def test_squared_norm_equals_numpy():
+    x = np.random.default_rng(4).normal(size=(3, 50, 7)).astype("float32")
+    assert float(graph_ops.squared_norm(keras.ops.convert_to_tensor(x))) == pytest.approx(
+        float(np.sum(x.astype("float64") ** 2)), rel=1e-5)
