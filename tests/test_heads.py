@@ -322,14 +322,17 @@ def test_whole_map_conv_equals_conv2d_with_the_same_weights():
     assert_serialization_round_trip(WholeMapConv2D(4, 7, name="mrcnn_class_conv1"))
 
 
+@pytest.mark.parametrize("training", [False, True])
 @pytest.mark.parametrize("conv_class, kernel, padding", [("MatmulGradConv2D", 3, "same"),
                                                          ("MatmulGradConv2D", 3, "valid"),
                                                          ("WholeMapConv2D", (6, 5), "valid")])
-def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel, padding, tmp_path):
+def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel, padding, training,
+                                                              tmp_path):
     """fold_norm: the conv outputs conv + frozen BN (numpy reference, float64) and the BN
     passes it through; gradients to the input, kernel, bias, gamma and beta equal those
     of the two Keras layers unfolded; a clone from the config runs unfolded, same output;
-    a .keras file keeps each layer's weights under its own name."""
+    a .keras file keeps each layer's weights under its own name. With training=True the
+    two larger kernels scale the conv's output instead of folding (kernel_outsizes_output)."""
     from mrcnn.layers import conv_as_matmul
     from mrcnn.layers.backbone import fold_if_frozen
 
@@ -339,9 +342,13 @@ def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel
     make_conv = functools.partial(getattr(conv_as_matmul, conv_class), **options)
     folded_conv, folded_bn = make_conv(3, kernel, padding=padding), BatchNorm(frozen=True)
     conv, bn = make_conv(3, kernel, padding=padding), BatchNorm(frozen=True)
-    folded = fold_if_frozen(folded_conv, folded_bn)
+    fold_if_frozen(folded_conv, folded_bn)
     assert folded_conv.folded_norm() is folded_bn and folded_bn.folded
+
+    def folded(inputs):
+        return folded_bn(folded_conv(inputs, training=training))
     out = folded(x)
+    assert folded_conv.kernel_outsizes_output(x.shape) == (padding == "valid")
     unfolded_out = bn(conv(x))
     for a, b in ((conv, folded_conv), (bn, folded_bn)):
         a.set_weights([rng.uniform(0.5, 1.5, w.shape) for w in a.weights])
@@ -380,6 +387,22 @@ def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel
     model.save(tmp_path / "folded.keras")
     loaded = keras.saving.load_model(tmp_path / "folded.keras")
     np.testing.assert_allclose(np.asarray(loaded(x)), out, rtol=1e-4, atol=1e-4)
+
+
+def test_kernel_outsizes_output_counts_elements():
+    from mrcnn.layers.conv_as_matmul import MatmulGradConv2D, WholeMapConv2D
+
+    conv = MatmulGradConv2D(2048, 1, name="res5a_branch2c")
+    conv.build((None, 16, 16, 512))
+    # kernel 512 * 2048 = 1,048,576 against 16 * 16 * 2048 = 524,288 a 512-px image
+    assert conv.kernel_outsizes_output((None, 16, 16, 512))
+    assert conv.kernel_outsizes_output((1, 16, 16, 512))
+    assert not conv.kernel_outsizes_output((2, 32, 16, 512))  # 2 * 32 * 16 * 2048 = 2,097,152
+    assert not conv.kernel_outsizes_output((None, None, 16, 512))  # unknown size
+    head = WholeMapConv2D(1024, 7, name="mrcnn_class_conv1")
+    head.build((None, 7, 7, 256))
+    assert head.kernel_outsizes_output((None, 7, 7, 256))  # 12,845,056 against 1024 a ROI
+    assert not head.kernel_outsizes_output((12545, 7, 7, 256))
 
 
 def test_fold_norm_refuses_what_does_not_fold():

@@ -45,12 +45,10 @@ class BatchNorm(layers.BatchNormalization):
             training = False
         return super().call(inputs, training=training, mask=mask)
 
-    def fold(self, kernel, bias=None):
-        """A frozen BN after a conv, as that conv's kernel and bias: ``(k * s, (b - mean) * s + beta)``.
-
-        ``s = gamma / sqrt(moving_variance + epsilon)`` per output channel (the last
-        axis of ``kernel``); ``bias`` None is a conv without bias.
-        """
+    def affine(self, bias=None):
+        """A frozen BN after a conv with ``bias``, as ``(s, t)``: BN(conv + bias) = conv * s + t,
+        ``s = gamma / sqrt(moving_variance + epsilon)``, ``t = (bias - mean) * s + beta``,
+        per channel; ``bias`` None is a conv without bias."""
         scale = ops.rsqrt(self.moving_variance + self.epsilon)
         if self.scale:
             scale = scale * self.gamma
@@ -58,6 +56,12 @@ class BatchNorm(layers.BatchNormalization):
         shift = shift * scale
         if self.center:
             shift = shift + self.beta
+        return scale, shift
+
+    def fold(self, kernel, bias=None):
+        """A frozen BN after a conv, as that conv's kernel and bias: ``(k * s, t)`` (``affine``);
+        ``s`` scales the last axis of ``kernel``, its output channels."""
+        scale, shift = self.affine(bias)
         return kernel * scale, shift
 
     def get_config(self):
