@@ -9,7 +9,7 @@
 #   6. a picture of the detections in one test image      -> logs/demo/detections.png
 # Every step is a samples/tinyvoc.py command, exactly as one runs it on the real data
 # (the commands for that are printed at the end). The synthetic shapes are easy: 240 steps
-# from random weights reach segm AP50 0.68 on the held-out images (README; --train-seed 0
+# from random weights reach segm AP50 0.66-0.84 on the held-out images (README; --train-seed 0
 # makes the run repeat on one machine; the AP is printed at the end). This shows the
 # model learns, not what it reaches on VOC.
 #
