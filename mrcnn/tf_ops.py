@@ -157,17 +157,20 @@ def pyramid_crop_and_resize(feature_maps, boxes, levels, box_indices, crop_size)
     (arguments as ``portable_ops.pyramid_crop_and_resize``).
 
     Groups the boxes by level (a data-dependent split), runs one
-    ``crop_and_resize`` per level and restores the boxes' order.
+    ``crop_and_resize`` per level and stitches the crops back into the boxes'
+    order. Why ``dynamic_stitch``: its gradient is one gather per level from the
+    upstream gradient. Concatenating the levels and un-permuting with a gather
+    instead wrote the crops twice, and its gradient went through sparse slices
+    and dense copies of them, all alive at the training step's memory peak.
     """
     levels = tf.cast(levels, tf.int32)
-    pooled, order = [], []
+    pooled, positions = [], []
     for level, feature_map in enumerate(feature_maps):
         ix = tf.where(tf.equal(levels, level))[:, 0]
         pooled.append(crop_and_resize(feature_map, tf.gather(boxes, ix),
                                       tf.gather(box_indices, ix), crop_size))
-        order.append(ix)
-    pooled = tf.concat(pooled, axis=0)
-    return tf.gather(pooled, tf.argsort(tf.concat(order, axis=0)))
+        positions.append(tf.cast(ix, tf.int32))
+    return tf.dynamic_stitch(positions, pooled)
 
 
 def read_after(variable, dependency):
