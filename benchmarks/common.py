@@ -33,6 +33,24 @@ PRECISION_NAMES = {"float32": "float32", "mixed_bfloat16": "bfloat16", "mixed_fl
 DEVICES = ("cpu", "cuda")   # cuda: ours under KERAS_BACKEND=jax on the GPU, torchvision on "cuda"
 
 
+class _HiddenPackages:
+    """A meta path finder under which the named top-level packages do not import."""
+
+    def __init__(self, names):
+        self.names = frozenset(names)
+
+    def find_spec(self, name, path=None, target=None):
+        if name.partition(".")[0] in self.names:
+            raise ModuleNotFoundError(f"No module named {name!r} (hidden by the benchmark)",
+                                      name=name)
+        return None
+
+
+def hide_packages(*names):
+    """Make the named packages unimportable in this process, as where they are not installed."""
+    sys.meta_path.insert(0, _HiddenPackages(names))
+
+
 def peak_rss_mib():
     """Peak resident set size of this process (ru_maxrss is KiB on Linux)."""
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0
@@ -114,6 +132,10 @@ def worker_arguments(description, tasks):
                         help="square input side of both sides (default %(default)s)")
     parser.add_argument("--rpn-conv-channels", type=int, default=RPN_CONV_CHANNELS,
                         help="ours only: RPN_CONV_CHANNELS (512 = our default, Matterport's)")
+    parser.add_argument("--jax-importable", action="store_true",
+                        help="ours under TensorFlow only: leave JAX importable (import tensorflow "
+                             "then loads it, ~106 MiB); by default the worker hides it, as in "
+                             "the main install")
     parser.add_argument("--min-confidence", type=float, default=0.0,
                         help="ours only: DETECTION_MIN_CONFIDENCE. The default 0 forces exactly "
                              "DETECTIONS detections (equal work); a floor that leaves a few "

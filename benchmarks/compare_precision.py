@@ -13,6 +13,9 @@ same run, against which the achieved inference FLOP/s are set. With --torchvisio
 (needs .venv-bench, see README) torchvision runs in float32 and under
 torch.autocast("cpu", dtype=torch.bfloat16) in the same rounds.
 
+Ours' TensorFlow workers hide JAX (see worker_ours.py): the dev .venv has it for the
+tests, the main install does not, and `import tensorflow` loads it when importable.
+
 Prints a table naming the CPU and writes benchmarks/precision_results.json.
 Every result records the load average before and after it: on a shared machine
 read the ratios, not the absolute times.
@@ -66,6 +69,8 @@ def measure(args, data):
                 if side == "torchvision" and "--rpn-conv-channels" in extra:
                     continue  # torchvision's RPN conv is 256 wide
                 runs = args.infer_runs if task == "infer" else args.train_runs
+                if side == "ours" and args.jax_importable:
+                    extra = extra + ["--jax-importable"]
                 result = ct.run_worker(side, task, data, batch, runs, args.warmup, "glibc-default",
                                        args.timeout, variant_args + extra, *env)
                 result.update({"round": rnd, "row": row, "variant": label})
@@ -155,6 +160,12 @@ def table(raw, variants, rates, flops):
                 lines.append(f"- {row}, {label}: {fl / 1e9:.1f} GFLOP per image, achieved "
                              f"{achieved / 1e12:.3f} TFLOP/s = {100 * achieved / rate:.0f} % of "
                              f"its {precision} matmul rate")
+    jax_loaded = {r["jax_loaded"] for r in raw if r.get("side") == "ours"
+                  and r.get("backend") == "tensorflow" and "jax_loaded" in r}
+    if jax_loaded:
+        lines.append("- JAX loaded in ours' TensorFlow workers: "
+                     + ("yes (--jax-importable)" if jax_loaded == {True} else
+                        "no (hidden, as in the main install)" if jax_loaded == {False} else "mixed"))
     loads = [x for r in raw for x in (r.get("load_before"), r.get("load_after")) if x is not None]
     if loads:
         lines.append(f"- load average (1 min) around the workers: {min(loads):.1f}..{max(loads):.1f}")
@@ -171,6 +182,10 @@ def main():
     parser.add_argument("--train-batches", nargs="+", type=int, default=[1])
     parser.add_argument("--torchvision", action="store_true")
     parser.add_argument("--jax", action="store_true", help="also ours under KERAS_BACKEND=jax")
+    parser.add_argument("--jax-importable", action="store_true",
+                        help="ours under TensorFlow with JAX importable, as in the dev .venv "
+                             "(`import tensorflow` then loads it, ~106 MiB); by default the "
+                             "workers hide it, as in the main install")
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"],
                         help="e.g. float32 alone on a CPU without bfloat16 units, where "
                              "bfloat16 is emulated")

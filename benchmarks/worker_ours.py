@@ -20,6 +20,15 @@ import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 
+# The main install (requirements.txt) has no JAX; the .venv has the [jax] extra for the
+# tests, and TensorFlow 2.21's tf.lite imports JAX whenever it is importable: ~106 MiB of
+# peak RSS a main-install user does not pay. So under TensorFlow the worker measures the
+# main install unless given --jax-importable (RESULTS.md has both).
+os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+JAX_IMPORTABLE = "--jax-importable" in sys.argv or os.environ["KERAS_BACKEND"] != "tensorflow"
+if not JAX_IMPORTABLE:
+    common.hide_packages("jax", "jaxlib")
+
 import keras  # noqa: E402  (KERAS_BACKEND picks the backend; TensorFlow by default)
 
 if keras.backend.backend() == "tensorflow":
@@ -232,7 +241,8 @@ def main():
                    "precision": args.precision, "rpn_conv_channels": args.rpn_conv_channels,
                    "min_confidence": args.min_confidence,
                    "device": device, "image_size": args.image_size,
-                   "backend": keras.backend.backend(), "keras": keras.__version__})
+                   "backend": keras.backend.backend(), "keras": keras.__version__,
+                   "jax_loaded": "jax" in sys.modules})
     common.report(result)
 
 
