@@ -69,10 +69,9 @@ def measure(args, data):
                 if side == "torchvision" and "--rpn-conv-channels" in extra:
                     continue  # torchvision's RPN conv is 256 wide
                 runs = args.infer_runs if task == "infer" else args.train_runs
-                if side == "ours" and args.jax_importable:
-                    extra = extra + ["--jax-importable"]
+                jax_flag = ["--jax-importable"] if side == "ours" and args.jax_importable else []
                 result = ct.run_worker(side, task, data, batch, runs, args.warmup, "glibc-default",
-                                       args.timeout, variant_args + extra, *env)
+                                       args.timeout, variant_args + extra + jax_flag, *env)
                 result.update({"round": rnd, "row": row, "variant": label})
                 raw.append(result)
                 brief = (f"median {statistics.median(result['times']):.3f}s first "
@@ -183,9 +182,7 @@ def main():
     parser.add_argument("--torchvision", action="store_true")
     parser.add_argument("--jax", action="store_true", help="also ours under KERAS_BACKEND=jax")
     parser.add_argument("--jax-importable", action="store_true",
-                        help="ours under TensorFlow with JAX importable, as in the dev .venv "
-                             "(`import tensorflow` then loads it, ~106 MiB); by default the "
-                             "workers hide it, as in the main install")
+                        help="passed to ours' workers (see worker_ours.py --help)")
     parser.add_argument("--precisions", nargs="+", default=["float32", "mixed_bfloat16"],
                         help="e.g. float32 alone on a CPU without bfloat16 units, where "
                              "bfloat16 is emulated")

@@ -23,7 +23,7 @@ import common  # noqa: E402
 # The main install (requirements.txt) has no JAX; the .venv has the [jax] extra for the
 # tests, and TensorFlow 2.21's tf.lite imports JAX whenever it is importable: ~106 MiB of
 # peak RSS a main-install user does not pay. So under TensorFlow the worker measures the
-# main install unless given --jax-importable (RESULTS.md has both).
+# main install unless given --jax-importable (RESULTS.md, "JAX in every RSS figure").
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 JAX_IMPORTABLE = "--jax-importable" in sys.argv or os.environ["KERAS_BACKEND"] != "tensorflow"
 if not JAX_IMPORTABLE:
