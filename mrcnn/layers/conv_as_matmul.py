@@ -21,6 +21,13 @@ from mrcnn import graph_ops
 __all__ = ["FoldsFrozenNorm", "MatmulGradConv2D", "PatchDeconv2D", "WholeMapConv2D"]
 
 
+def takes_gradients(training):
+    """Whether a layer called with ``training`` may be in a graph that takes gradients:
+    Keras passes training=False in predict, detect and export graphs, True or None
+    (a plain call) elsewhere."""
+    return training is not False
+
+
 class _NormLink:
     """Holds a folded BatchNorm out of Keras' sight. As a layer attribute the BN would be
     tracked as a sublayer of the conv, and the .keras saver would store its weights under
@@ -74,7 +81,7 @@ class FoldsFrozenNorm:
         bias = self.bias if self.use_bias else None
         dtype = self.compute_dtype
         inputs = ops.cast(inputs, dtype)
-        if training is not False and self.kernel_outsizes_output(inputs.shape):
+        if takes_gradients(training) and self.kernel_outsizes_output(inputs.shape):
             # A graph that takes gradients keeps the kernel it convolved with for the
             # backward pass; a folded kernel is a copy, alive from the forward pass to
             # the backward one. Where the kernel is the larger, scale the output instead
@@ -126,12 +133,16 @@ class WholeMapConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
     def call(self, inputs, training=None):
         if self._norm_link is not None or not self._is_whole_map(inputs):
             return super().call(inputs, training=training)
-        outputs = self._biased_output(inputs, self.kernel, self.bias if self.use_bias else None)
+        outputs = self._matmul_output(inputs, self.kernel, self.bias if self.use_bias else None)
         return self.activation(outputs) if self.activation is not None else outputs
 
     def _biased_output(self, inputs, kernel, bias):
+        # The folded path (FoldsFrozenNorm.call) comes here with the folded kernel.
         if not self._is_whole_map(inputs):
             return super()._biased_output(inputs, kernel, bias)
+        return self._matmul_output(inputs, kernel, bias)
+
+    def _matmul_output(self, inputs, kernel, bias):
         kh, kw = self.kernel_size
         channels = inputs.shape[-1]
         flat = ops.reshape(inputs, (-1, kh * kw * channels))
@@ -229,7 +240,7 @@ class MatmulGradConv2D(FoldsFrozenNorm, keras.layers.Conv2D):
         # Only a graph that takes gradients needs the custom one: called with
         # training=False (predict, detect, export) this is Keras' plain convolution,
         # ~3 fewer ops a layer for TensorFlow to trace before the first detect().
-        self._gradient_wanted = training is not False
+        self._gradient_wanted = takes_gradients(training)
         return super().call(inputs, training=training)
 
     def _has_matmul_gradient(self, inputs):
