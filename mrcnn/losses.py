@@ -200,9 +200,9 @@ def l2_weight_decay(trainable_weights, weight_decay):
         raise ValueError(f"l2_weight_decay: weight_decay must be >= 0, got {weight_decay}")
     # One multiply a weight and one sum over all of them: fewer ops for TensorFlow to
     # trace than a divide and an add a weight (~440 of a 9,600-op training step).
-    # graph_ops.squared_norm, as SGDWithL2's clipping: no square(w) temporaries.
+    # graph_ops.squared_norm: no square(w) temporaries, the factor in its one multiply.
     terms = [
-        graph_ops.squared_norm(_float(w)) * (weight_decay / float(_size(w)))
+        graph_ops.squared_norm(_float(w), weight_decay / float(_size(w)))
         for w in trainable_weights if not _is_bn_scale_or_offset(w)
     ]
     if not terms:

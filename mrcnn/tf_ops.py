@@ -21,6 +21,9 @@ __all__ = [
     "crop_and_resize",
     "pyramid_crop_and_resize",
     "read_after",
+    "momentum_step",
+    "squared_norm",
+    "squared_global_norm",
     "replicas_in_sync",
     "replica_id",
     "replica_sum",
@@ -185,9 +188,32 @@ def read_after(variable, dependency):
         return tf.identity(variable)
 
 
-def squared_norm(x):
-    """``sum(x ** 2)`` without a temporary the size of ``x`` (``tf.nn.l2_loss`` is ``sum(x ** 2) / 2``)."""
-    return 2.0 * tf.nn.l2_loss(x)
+def momentum_step(variable, momentum, gradient, learning_rate, momentum_rate):
+    """``m <- momentum_rate * m - learning_rate * gradient``, then ``w <- w + m``, in
+    place, as one kernel (``ResourceApplyKerasMomentum``, Keras 2's SGD update).
+    ``variable`` and ``momentum`` are variables (under ``tf.distribute``, inside the
+    strategy's ``update``, each device's own copy); ``gradient`` has their dtype.
+    The kernel reads ``m`` and ``w`` when it runs, after ``gradient`` exists.
+    """
+    dtype = gradient.dtype
+    return tf.raw_ops.ResourceApplyKerasMomentum(
+        var=variable.handle, accum=momentum.handle, lr=tf.cast(learning_rate, dtype),
+        grad=gradient, momentum=tf.cast(momentum_rate, dtype), use_locking=False,
+        use_nesterov=False)
+
+
+def squared_norm(x, scale=1.0):
+    """``scale * sum(x ** 2)`` without a temporary the size of ``x`` (``tf.nn.l2_loss``
+    is ``sum(x ** 2) / 2``)."""
+    return tf.nn.l2_loss(x) * (2.0 * scale)
+
+
+def squared_global_norm(tensors):
+    """``sum(t ** 2)`` over all of the ``tensors``: one ``L2Loss`` a tensor, then one sum.
+    ``Sum``, not ``AddN``: with ``AddN`` the two replicas of a MirroredStrategy step
+    clipped with norms a bit apart, and their copies of the weights differed in the last
+    bits after one step (tests/distribute_mirrored_check.py), so would drift apart."""
+    return 2.0 * tf.reduce_sum(tf.stack([tf.nn.l2_loss(t) for t in tensors]))
 
 
 def make_deterministic(seed):

@@ -95,32 +95,28 @@ class SGDWithL2(keras.optimizers.SGD):
 
     def _clip_gradients(self, grads):
         # Keras' clip_by_global_norm (same scale, NaN for a non-finite norm), with the
-        # squared norms from graph_ops.squared_norm: Keras squares each gradient into a
+        # norm from graph_ops.squared_global_norm: Keras squares each gradient into a
         # temporary as large as the gradient (49 MiB for mrcnn_class_conv1's, written
-        # at the peak of the backward pass).
+        # at the peak of the backward pass), and writes more graph nodes a weight.
         if not (self.global_clipnorm and self.global_clipnorm > 0):
             return super()._clip_gradients(grads)
-        norm = ops.sqrt(ops.sum(ops.stack(
-            [graph_ops.squared_norm(grad) for grad in grads if grad is not None])))
+        norm = ops.sqrt(graph_ops.squared_global_norm([grad for grad in grads if grad is not None]))
         scale = self.global_clipnorm * ops.minimum(1.0 / norm, 1.0 / self.global_clipnorm)
         scale = scale + (norm - norm)
         return [None if grad is None else grad * scale for grad in grads]
 
     def update_step(self, gradient, variable, learning_rate):
         # Keras' SGD step, m <- momentum * m - lr * g and w <- w + m, with m read only
-        # once g exists. Keras reads m at once: under TensorFlow every momentum * m
-        # then runs at the start of the step and waits for its gradient, a copy of
-        # all momentum buffers at the peak of the backward pass (172 MiB of the
-        # 1.13 GB tensor peak of a ResNet-50 step at 512 px, TF's memory profile).
+        # once g exists (graph_ops.momentum_step). Keras reads m at once: under
+        # TensorFlow every momentum * m then runs at the start of the step and waits
+        # for its gradient, a copy of all momentum buffers at the peak of the backward
+        # pass (172 MiB of the 1.13 GB tensor peak of a ResNet-50 step at 512 px, TF's
+        # memory profile).
         if self.momentum == 0 or self.nesterov:
             return super().update_step(gradient, variable, learning_rate)
         momentum = self.momentums[self._get_variable_index(variable)]
-        gradient = ops.cast(gradient, variable.dtype)
-        previous = graph_ops.read_after(momentum, gradient)
-        self.assign(momentum, ops.subtract(
-            ops.multiply(previous, ops.cast(self.momentum, variable.dtype)),
-            ops.multiply(gradient, ops.cast(learning_rate, variable.dtype))))
-        self.assign_add(variable, momentum)
+        graph_ops.momentum_step(variable, momentum, ops.cast(gradient, variable.dtype),
+                                learning_rate, self.momentum)
 
     def _all_reduce_sum_gradients(self, grads_and_vars):
         # Keras' TensorFlow optimizer all-reduces here, after clipping; apply()

@@ -70,13 +70,18 @@ def main():
                                       mirrored.keras_model.get_weights()))
     moved = max(float(np.max(np.abs(np.asarray(a) - np.asarray(b))))
                 for a, b in zip(single.keras_model.get_weights(), initial))
+    # Each replica updates its own copy of every weight and momentum buffer; a step
+    # that wrote one replica's copy from another's would leave the copies apart.
+    copies = list(mirrored.keras_model.weights) + list(mirrored.keras_model.optimizer.momentums)
+    copies_diff = max(float(np.max(np.abs(np.asarray(v.value.values[0]) - np.asarray(v.value.values[1]))))
+                      for v in copies)
     mixed, mixed_losses, mixed_initial = one_step(1, strategy, batch, "mixed_bfloat16")
     mixed_weights = [np.asarray(w) for w in mixed.keras_model.get_weights()]
     print(json.dumps({
         "replicas": strategy.num_replicas_in_sync,
         "mirrored_batch_size": mirrored.config.BATCH_SIZE,
         "single": single_losses, "mirrored": mirrored_losses,
-        "weight_diff": weight_diff, "weights_moved": moved,
+        "weight_diff": weight_diff, "weights_moved": moved, "replica_copies_diff": copies_diff,
         "mixed_bfloat16": {
             "losses": mixed_losses,
             "compute_dtype": mixed.keras_model.get_layer("conv1").compute_dtype,

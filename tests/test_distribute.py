@@ -123,6 +123,7 @@ def test_two_replicas_train_as_one_device_with_the_global_batch(mirrored_report)
     # summed twice, an L2 term added per replica or per-replica clipping shows.
     assert report["weights_moved"] > 1e-4
     assert report["weight_diff"] <= 1e-5
+    assert report["replica_copies_diff"] == 0.0
 
 
 def test_two_replicas_train_a_step_in_mixed_bfloat16(mirrored_report):

@@ -317,5 +317,16 @@ def test_sgd_with_l2_clips_as_keras_does():
 
 def test_squared_norm_equals_numpy():
     x = np.random.default_rng(4).normal(size=(3, 50, 7)).astype("float32")
+    expected = float(np.sum(x.astype("float64") ** 2))
     assert float(graph_ops.squared_norm(keras.ops.convert_to_tensor(x))) == pytest.approx(
-        float(np.sum(x.astype("float64") ** 2)), rel=1e-5)
+        expected, rel=1e-5)
+    assert float(graph_ops.squared_norm(keras.ops.convert_to_tensor(x), 0.25)) == pytest.approx(
+        0.25 * expected, rel=1e-5)
+
+
+def test_squared_global_norm_equals_numpy():
+    rng = np.random.default_rng(5)
+    tensors = [rng.normal(size=shape).astype("float32") for shape in [(4, 3), (7,), (2, 2, 5)]]
+    expected = sum(float(np.sum(t.astype("float64") ** 2)) for t in tensors)
+    got = graph_ops.squared_global_norm([keras.ops.convert_to_tensor(t) for t in tensors])
+    assert float(got) == pytest.approx(expected, rel=1e-5)
