@@ -97,7 +97,7 @@ class SGDWithL2(keras.optimizers.SGD):
         # Keras' clip_by_global_norm (same scale, NaN for a non-finite norm), with the
         # norm from graph_ops.squared_global_norm: Keras squares each gradient into a
         # temporary as large as the gradient (49 MiB for mrcnn_class_conv1's, written
-        # at the peak of the backward pass), and writes more graph nodes a weight.
+        # at the peak of the backward pass), with three graph nodes a weight where this has one.
         if not (self.global_clipnorm and self.global_clipnorm > 0):
             return super()._clip_gradients(grads)
         norm = ops.sqrt(graph_ops.squared_global_norm([grad for grad in grads if grad is not None]))
