@@ -9,6 +9,7 @@ from keras import ops
 from mrcnn.layout import IMAGE_META_INDEX
 
 __all__ = [
+    "coordinates",
     "apply_box_deltas",
     "clip_boxes",
     "box_refinement",
@@ -20,8 +21,13 @@ __all__ = [
 ]
 
 
-def _unstack(boxes):
-    return [boxes[..., i] for i in range(4)]
+def coordinates(boxes):
+    """The four columns of ``[..., 4]`` boxes (or deltas), ``[...]`` each.
+
+    One unstack op, where indexing each column traces four (a slice and its three
+    constant arguments): the inference graph had 120 such slices, most of them here.
+    """
+    return ops.unstack(boxes, num=4, axis=-1)
 
 
 def apply_box_deltas(boxes, deltas):
@@ -34,13 +40,14 @@ def apply_box_deltas(boxes, deltas):
     Returns:
         float ``[..., 4]`` refined boxes.
     """
-    y1, x1, y2, x2 = _unstack(boxes)
+    y1, x1, y2, x2 = coordinates(boxes)
+    dy, dx, log_dh, log_dw = coordinates(deltas)
     height = y2 - y1
     width = x2 - x1
-    center_y = y1 + 0.5 * height + deltas[..., 0] * height
-    center_x = x1 + 0.5 * width + deltas[..., 1] * width
-    height = height * ops.exp(deltas[..., 2])
-    width = width * ops.exp(deltas[..., 3])
+    center_y = y1 + 0.5 * height + dy * height
+    center_x = x1 + 0.5 * width + dx * width
+    height = height * ops.exp(log_dh)
+    width = width * ops.exp(log_dw)
     y1 = center_y - 0.5 * height
     x1 = center_x - 0.5 * width
     return ops.stack([y1, x1, y1 + height, x1 + width], axis=-1)
@@ -58,8 +65,8 @@ def clip_boxes(boxes, window):
         float ``[..., N, 4]``.
     """
     window = ops.expand_dims(ops.cast(window, boxes.dtype), -2)
-    wy1, wx1, wy2, wx2 = _unstack(window)
-    y1, x1, y2, x2 = _unstack(boxes)
+    wy1, wx1, wy2, wx2 = coordinates(window)
+    y1, x1, y2, x2 = coordinates(boxes)
     return ops.stack([
         ops.maximum(ops.minimum(y1, wy2), wy1),
         ops.maximum(ops.minimum(x1, wx2), wx1),
@@ -77,16 +84,16 @@ def box_refinement(box, gt_box):
     Returns:
         float32 ``[..., 4]`` (not divided by any std-dev).
     """
-    box = ops.cast(box, "float32")
-    gt_box = ops.cast(gt_box, "float32")
-    height = box[..., 2] - box[..., 0]
-    width = box[..., 3] - box[..., 1]
-    center_y = box[..., 0] + 0.5 * height
-    center_x = box[..., 1] + 0.5 * width
-    gt_height = gt_box[..., 2] - gt_box[..., 0]
-    gt_width = gt_box[..., 3] - gt_box[..., 1]
-    gt_center_y = gt_box[..., 0] + 0.5 * gt_height
-    gt_center_x = gt_box[..., 1] + 0.5 * gt_width
+    y1, x1, y2, x2 = coordinates(ops.cast(box, "float32"))
+    gt_y1, gt_x1, gt_y2, gt_x2 = coordinates(ops.cast(gt_box, "float32"))
+    height = y2 - y1
+    width = x2 - x1
+    center_y = y1 + 0.5 * height
+    center_x = x1 + 0.5 * width
+    gt_height = gt_y2 - gt_y1
+    gt_width = gt_x2 - gt_x1
+    gt_center_y = gt_y1 + 0.5 * gt_height
+    gt_center_x = gt_x1 + 0.5 * gt_width
     return ops.stack([
         (gt_center_y - center_y) / height,
         (gt_center_x - center_x) / width,
@@ -106,15 +113,15 @@ def overlaps(boxes1, boxes2):
         float ``[..., N1, N2]``. Where the union is empty (two zero-area boxes)
         the IoU is 0, where Matterport's ``overlaps_graph`` gives NaN.
     """
-    b1 = ops.expand_dims(boxes1, -2)
-    b2 = ops.expand_dims(boxes2, -3)
-    y1 = ops.maximum(b1[..., 0], b2[..., 0])
-    x1 = ops.maximum(b1[..., 1], b2[..., 1])
-    y2 = ops.minimum(b1[..., 2], b2[..., 2])
-    x2 = ops.minimum(b1[..., 3], b2[..., 3])
+    b1y1, b1x1, b1y2, b1x2 = coordinates(ops.expand_dims(boxes1, -2))
+    b2y1, b2x1, b2y2, b2x2 = coordinates(ops.expand_dims(boxes2, -3))
+    y1 = ops.maximum(b1y1, b2y1)
+    x1 = ops.maximum(b1x1, b2x1)
+    y2 = ops.minimum(b1y2, b2y2)
+    x2 = ops.minimum(b1x2, b2x2)
     intersection = ops.maximum(x2 - x1, 0) * ops.maximum(y2 - y1, 0)
-    area1 = (b1[..., 2] - b1[..., 0]) * (b1[..., 3] - b1[..., 1])
-    area2 = (b2[..., 2] - b2[..., 0]) * (b2[..., 3] - b2[..., 1])
+    area1 = (b1y2 - b1y1) * (b1x2 - b1x1)
+    area2 = (b2y2 - b2y1) * (b2x2 - b2x1)
     union = area1 + area2 - intersection
     safe_union = ops.where(union > 0, union, ops.ones_like(union))
     return ops.where(union > 0, intersection / safe_union, ops.zeros_like(union))

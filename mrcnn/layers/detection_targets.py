@@ -189,14 +189,12 @@ class DetectionTargetLayer(keras.layers.Layer):
         """Crop each row's assigned gt mask to its ROI: float ``[B, T, mh, mw]`` of 0/1."""
         if self.use_mini_mask:
             # Mini masks cover their gt box, so express the ROI in that box's frame.
-            gt_h = roi_gt_boxes[..., 2] - roi_gt_boxes[..., 0]
-            gt_w = roi_gt_boxes[..., 3] - roi_gt_boxes[..., 1]
-            rois = ops.stack([
-                (rois[..., 0] - roi_gt_boxes[..., 0]) / gt_h,
-                (rois[..., 1] - roi_gt_boxes[..., 1]) / gt_w,
-                (rois[..., 2] - roi_gt_boxes[..., 0]) / gt_h,
-                (rois[..., 3] - roi_gt_boxes[..., 1]) / gt_w,
-            ], axis=-1)
+            gt_y1, gt_x1, gt_y2, gt_x2 = box_ops.coordinates(roi_gt_boxes)
+            y1, x1, y2, x2 = box_ops.coordinates(rois)
+            gt_h = gt_y2 - gt_y1
+            gt_w = gt_x2 - gt_x1
+            rois = ops.stack([(y1 - gt_y1) / gt_h, (x1 - gt_x1) / gt_w,
+                              (y2 - gt_y1) / gt_h, (x2 - gt_x1) / gt_w], axis=-1)
         num_gt = ops.shape(gt_masks)[3]
         # [B, h, w, G] -> [B * G, h, w, 1]: one "image" per gt mask.
         mask_images = ops.reshape(ops.transpose(ops.cast(gt_masks, "float32"), (0, 3, 1, 2)),

@@ -3,6 +3,7 @@ import keras
 from keras import ops
 
 from mrcnn import graph_ops
+from mrcnn.layers import box_ops
 
 __all__ = ["PyramidROIAlign", "roi_level"]
 
@@ -26,8 +27,9 @@ def roi_level(boxes, image_shape):
     """
     boxes = ops.cast(boxes, "float32")
     image_shape = ops.cast(image_shape, "float32")
-    h = boxes[..., 2] - boxes[..., 0]
-    w = boxes[..., 3] - boxes[..., 1]
+    y1, x1, y2, x2 = box_ops.coordinates(boxes)
+    h = y2 - y1
+    w = x2 - x1
     image_area = ops.expand_dims(image_shape[:, 0] * image_shape[:, 1], -1)
     # max(., 0) keeps inverted boxes from producing NaN; log(0) = -inf clips to 2.
     size = ops.sqrt(ops.maximum(h * w, 0.0))
