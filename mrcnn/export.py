@@ -37,6 +37,7 @@ import numpy as np
 from mrcnn import boxes as box_utils
 from mrcnn import network_io
 from mrcnn.errors import ConfigError, OutputPathError
+from mrcnn.layout import DETECTION_BOX, DETECTION_CLASS_ID, DETECTION_SCORE
 
 __all__ = ["FORMATS", "export_model", "build_serving_archive", "convert_to_tflite",
            "convert_to_onnx"]
@@ -404,16 +405,16 @@ def _unmold(detections, mrcnn_mask, original_shape, window, constants):
     zero class id, map boxes to original pixels, drop empty boxes, paste masks."""
     import tensorflow as tf
 
-    class_ids = tf.cast(detections[:, 4], tf.int32)
+    class_ids = tf.cast(detections[:, DETECTION_CLASS_ID], tf.int32)
     rows = tf.range(tf.shape(detections)[0])
     count = tf.reduce_min(tf.where(tf.equal(class_ids, 0), rows, tf.shape(detections)[0]))
     detections = tf.cast(detections[:count], constants.float)
     class_ids = class_ids[:count]
-    boxes = _window_to_original(detections[:, :4], window, constants.max_dim, original_shape)
+    boxes = _window_to_original(detections[:, DETECTION_BOX], window, constants.max_dim, original_shape)
     keep = tf.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[:, 0]
     boxes = tf.gather(boxes, keep)
     class_ids = tf.gather(class_ids, keep)
-    scores = tf.cast(tf.gather(detections[:, 5], keep), tf.float32)
+    scores = tf.cast(tf.gather(detections[:, DETECTION_SCORE], keep), tf.float32)
     masks = tf.gather(mrcnn_mask[:count], keep)  # [n, h, w, num_classes]
     masks = tf.gather(tf.transpose(masks, [0, 3, 1, 2]), class_ids, axis=1, batch_dims=1)
     full = _paste_masks(tf.cast(masks, constants.float), boxes, original_shape[0], original_shape[1])

@@ -5,6 +5,8 @@
   (compose/parse on the host) and ``layers/box_ops`` (parse in the graph) all
   read it.
 - ``SIZE_MULTIPLE``: molded image sides must be multiples of it.
+- The detection row: Matterport's ``[y1, x1, y2, x2, class_id, score]``, what
+  ``DetectionLayer`` writes and ``network_io``, ``export`` and the graph's wiring read.
 """
 
 # (name, width) in order; active_class_ids (one flag per class) follows them.
@@ -40,3 +42,11 @@ def image_meta_size(num_classes):
 # Every FPN level halves the size and P6 is 2**6 = 64 times smaller than the input:
 # sides divisible by 64 keep every down- and up-sampling of the pyramid exact.
 SIZE_MULTIPLE = 64
+
+
+# A row of DetectionLayer's output: the normalized box (y1, x1, y2, x2), the class id
+# (0 marks a padding row) and the score, all float32.
+DETECTION_BOX = slice(0, 4)
+DETECTION_CLASS_ID = 4
+DETECTION_SCORE = 5
+DETECTION_ROW_SIZE = 6

@@ -16,6 +16,7 @@ from mrcnn import anchors as anchor_utils
 from mrcnn import boxes as box_utils
 from mrcnn import images as image_utils
 from mrcnn import masks as mask_utils
+from mrcnn.layout import DETECTION_BOX, DETECTION_CLASS_ID, DETECTION_SCORE
 
 __all__ = ["resize_for_config", "mold_inputs", "anchors_for_shape", "feature_shapes_for", "unmold_detections",
            "window_to_original", "pad_to_batch"]
@@ -95,12 +96,12 @@ def unmold_detections(detections, mrcnn_mask, original_image_shape, image_shape,
     Returns boxes [n, (y1, x1, y2, x2)] int32, class_ids [n] int32, scores [n]
     float32, masks [H, W, n] bool.
     """
-    zero_ix = np.where(detections[:, 4] == 0)[0]
+    zero_ix = np.where(detections[:, DETECTION_CLASS_ID] == 0)[0]
     n = zero_ix[0] if zero_ix.shape[0] > 0 else detections.shape[0]
-    class_ids = detections[:n, 4].astype(np.int32)
-    scores = detections[:n, 5].astype(np.float32)
+    class_ids = detections[:n, DETECTION_CLASS_ID].astype(np.int32)
+    scores = detections[:n, DETECTION_SCORE].astype(np.float32)
     masks = mrcnn_mask[np.arange(n), :, :, class_ids]
-    boxes = window_to_original(detections[:n, :4], window, image_shape, original_image_shape)
+    boxes = window_to_original(detections[:n, DETECTION_BOX], window, image_shape, original_image_shape)
 
     keep = np.where((boxes[:, 2] - boxes[:, 0]) * (boxes[:, 3] - boxes[:, 1]) > 0)[0]
     boxes, class_ids, scores, masks = boxes[keep], class_ids[keep], scores[keep], masks[keep]

@@ -4,6 +4,7 @@ from keras import ops
 
 from mrcnn import graph_ops
 from mrcnn.layers import box_ops
+from mrcnn.layout import DETECTION_ROW_SIZE
 
 __all__ = ["DetectionLayer"]
 
@@ -63,11 +64,12 @@ class DetectionLayer(keras.layers.Layer):
         boxes, scores, class_ids, _ = graph_ops.per_class_non_max_suppression(
             boxes, scores, class_ids, num_classes, self.max_instances,
             self.nms_threshold, self.min_confidence)
+        # The columns of mrcnn.layout's detection row, in order.
         return ops.concatenate(
             [boxes, ops.cast(class_ids, "float32")[..., None], scores[..., None]], axis=-1)
 
     def compute_output_shape(self, input_shape):
-        return (input_shape[0][0], self.max_instances, 6)
+        return (input_shape[0][0], self.max_instances, DETECTION_ROW_SIZE)
 
     def get_config(self):
         config = super().get_config()

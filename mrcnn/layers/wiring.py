@@ -15,6 +15,7 @@ from mrcnn import anchors as anchor_utils
 from mrcnn import boxes as box_utils
 from mrcnn import graph_ops
 from mrcnn.layers import box_ops
+from mrcnn.layout import DETECTION_BOX, DETECTION_CLASS_ID
 
 __all__ = ["BatchConstant", "PyramidAnchors", "NormalizeBoxes", "ParseImageMeta", "NormalizeWindow",
            "DetectionBoxes", "PadRows"]
@@ -149,8 +150,8 @@ class DetectionBoxes(_Float32Layer):
     """
 
     def call(self, detections):
-        boxes = detections[..., :4]
-        return boxes[:, :graph_ops.leading_rows(detections[..., 4], boxes.shape[1])]  # class ids
+        boxes = detections[..., DETECTION_BOX]
+        return boxes[:, :graph_ops.leading_rows(detections[..., DETECTION_CLASS_ID], boxes.shape[1])]
 
     def compute_output_shape(self, detections_shape):
         return (detections_shape[0], None, 4)
