@@ -4,7 +4,8 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn.layers.backbone import BatchNorm, fpn_graph, resnet_graph
+from mrcnn.layers.backbone import fpn_graph, resnet_graph
+from mrcnn.layers.frozen_norm import BatchNorm
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
 from tests.reference import matterport_file_facts
 

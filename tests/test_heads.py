@@ -5,7 +5,7 @@ import keras
 import numpy as np
 import pytest
 
-from mrcnn.layers.backbone import BatchNorm
+from mrcnn.layers.frozen_norm import BatchNorm
 from mrcnn.layers.heads import build_rpn_model, classifier_head, mask_head
 
 from test_backbone import np_bn, np_conv2d, randomize_bn
@@ -334,7 +334,7 @@ def test_folded_frozen_batch_norm_equals_conv_then_batch_norm(conv_class, kernel
     a .keras file keeps each layer's weights under its own name. With training=True the
     two larger kernels scale the conv's output instead of folding (kernel_outsizes_output)."""
     from mrcnn.layers import conv_as_matmul
-    from mrcnn.layers.backbone import fold_if_frozen
+    from mrcnn.layers.frozen_norm import fold_if_frozen
 
     rng = np.random.default_rng(21)
     x = rng.normal(size=(2, 6, 5, 4)).astype("float32")
@@ -406,7 +406,7 @@ def test_kernel_outsizes_output_counts_elements():
 
 
 def test_fold_norm_refuses_what_does_not_fold():
-    from mrcnn.layers.backbone import fold_if_frozen
+    from mrcnn.layers.frozen_norm import fold_if_frozen
     from mrcnn.layers.conv_as_matmul import MatmulGradConv2D
 
     # A trainable BN normalises with batch statistics: it stays a layer of its own.

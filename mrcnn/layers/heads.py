@@ -9,8 +9,8 @@ layer name, and one big convolution is faster than a time-distributed loop.
 import keras
 from keras import layers, ops
 
-from mrcnn.layers.backbone import BatchNorm, _check_train_bn, fold_if_frozen
 from mrcnn.layers.conv_as_matmul import MatmulGradConv2D, PatchDeconv2D, WholeMapConv2D
+from mrcnn.layers.frozen_norm import BatchNorm, fold_if_frozen, frozen_by
 
 # The heads' output layers (logits, softmax, box deltas, mask sigmoid) compute in
 # float32 under any mixed-precision policy: they are cheap, and scores, deltas and
@@ -117,7 +117,7 @@ def classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024):
         ``(dy, dx, log dh, log dw)`` still divided by ``BBOX_STD_DEV``.
     """
     ph, pw, _ = _pooled_shape(pooled, "classifier_head")
-    frozen = _check_train_bn(train_bn)
+    frozen = frozen_by(train_bn)
     x = MergeRoiDim(name="mrcnn_class_merge_rois")(pooled)
     # A ph x pw valid conv on a ph x pw map, and then a 1x1 conv on the 1x1 result, are
     # fully connected layers (computed as such: see WholeMapConv2D).
@@ -146,7 +146,7 @@ def mask_head(pooled, num_classes, train_bn=False):
         ``[B, N, 2*mps, 2*mps, num_classes]`` per-class mask probabilities (sigmoid).
     """
     _pooled_shape(pooled, "mask_head")
-    frozen = _check_train_bn(train_bn)
+    frozen = frozen_by(train_bn)
     x = MergeRoiDim(name="mrcnn_mask_merge_rois")(pooled)
     for i in range(1, 5):
         x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}",
