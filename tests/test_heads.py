@@ -186,20 +186,26 @@ def test_merge_then_split_roi_dim_round_trips_values():
     np.testing.assert_array_equal(keras.ops.convert_to_numpy(SplitRoiDim()([merged, x])), x)
 
 
-def test_patch_deconv_equals_conv2d_transpose_with_the_same_weights():
+@pytest.mark.parametrize("activation", ["relu", "softmax", None])
+def test_patch_deconv_equals_conv2d_transpose_with_the_same_weights(activation):
+    """Both paths: the matmul (a call that may take gradients) and the fused 1x1
+    convolution of inference graphs (training=False)."""
     from mrcnn.layers.conv_as_matmul import PatchDeconv2D
 
     rng = np.random.default_rng(11)
     x = rng.normal(size=(3, 5, 4, 6)).astype("float32")
     for kernel in (2, 3):
-        reference = keras.layers.Conv2DTranspose(7, kernel, strides=kernel, activation="relu")
-        patch = PatchDeconv2D(7, kernel, strides=kernel, activation="relu")
+        reference = keras.layers.Conv2DTranspose(7, kernel, strides=kernel, activation=activation)
+        patch = PatchDeconv2D(7, kernel, strides=kernel, activation=activation)
         reference.build(x.shape)
         patch.build(x.shape)
         assert [w.shape for w in patch.weights] == [w.shape for w in reference.weights]
         patch.set_weights([rng.normal(size=w.shape) for w in reference.weights])
         reference.set_weights(patch.get_weights())
-        np.testing.assert_allclose(np.asarray(patch(x)), np.asarray(reference(x)), atol=1e-5)
+        expected = np.asarray(reference(x))
+        for training in (None, True, False):
+            np.testing.assert_allclose(np.asarray(patch(x, training=training)), expected,
+                                       atol=1e-5, err_msg=f"kernel {kernel}, training={training}")
     # Overlapping patches (stride < kernel) take Conv2DTranspose's own path.
     overlapping = PatchDeconv2D(2, 3, strides=2)
     assert not overlapping._is_patch() and tuple(overlapping(x).shape) == (3, 11, 9, 2)

@@ -165,6 +165,13 @@ class PatchDeconv2D(keras.layers.Conv2DTranspose):
     convolution (a dilated convolution) took 2.9 s for Mask R-CNN's mask head at
     20 ROIs, the matmul's a few ms (JAX, measured 2026-12-02); TensorFlow's
     kernels do not suffer from it but give the same result either way.
+    Called with ``training=False`` (predict, detect, export), the matmul is a 1x1
+    convolution to ``k*k*filters`` channels with the bias (repeated per patch position)
+    and an elementwise activation applied before the depth-to-space: TensorFlow fuses
+    the three into one oneDNN convolution. Why: as a matmul, the bias add and ReLU ran
+    as two more passes over the mask head's ``[N, 28, 28, 256]`` map, and in bfloat16
+    those are Eigen's slow kernels; fused they are free (TensorFlow's fused *matmul*
+    takes a slower oneDNN kernel, so the matmul form cannot fuse them).
     Other settings fall back to ``Conv2DTranspose``.
     """
 
@@ -173,21 +180,36 @@ class PatchDeconv2D(keras.layers.Conv2DTranspose):
                 and tuple(self.dilation_rate) == (1, 1) and self.data_format == "channels_last"
                 and self.output_padding is None)
 
-    def call(self, inputs):
+    def call(self, inputs, training=None):
         if not self._is_patch():
             return super().call(inputs)
         kh, kw = self.kernel_size
         batch, height, width, channels = ops.shape(inputs)
         # kernel [kh, kw, filters, channels] -> [channels, kh * kw * filters]
-        kernel = ops.reshape(ops.transpose(self.kernel, (3, 0, 1, 2)),
-                             (channels, kh * kw * self.filters))
-        patches = ops.matmul(inputs, ops.cast(kernel, inputs.dtype))
+        kernel = ops.cast(ops.reshape(ops.transpose(self.kernel, (3, 0, 1, 2)),
+                                      (channels, kh * kw * self.filters)), inputs.dtype)
+        bias = ops.cast(self.bias, inputs.dtype) if self.use_bias else None
+        # Softmax-like activations span the channel axis, so they wait for the depth-to-space.
+        elementwise = self.activation not in (keras.activations.softmax,
+                                              keras.activations.log_softmax)
+        finished = not takes_gradients(training)
+        if finished:
+            patches = ops.conv(inputs, ops.reshape(kernel, (1, 1, channels, kh * kw * self.filters)))
+            if bias is not None:
+                # ops.add: a BiasAdd under TensorFlow, which it fuses into the convolution.
+                patches = ops.add(patches, ops.tile(bias, kh * kw))
+            if elementwise:
+                patches = self.activation(patches)
+        else:
+            patches = ops.matmul(inputs, kernel)
         patches = ops.reshape(patches, (batch, height, width, kh, kw, self.filters))
         outputs = ops.reshape(ops.transpose(patches, (0, 1, 3, 2, 4, 5)),
                               (batch, height * kh, width * kw, self.filters))
-        if self.use_bias:
-            outputs = outputs + ops.cast(self.bias, outputs.dtype)
-        return self.activation(outputs) if self.activation is not None else outputs
+        if not finished and bias is not None:
+            outputs = outputs + bias
+        if not (finished and elementwise):
+            outputs = self.activation(outputs)
+        return outputs
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
