@@ -184,32 +184,30 @@ class PatchDeconv2D(keras.layers.Conv2DTranspose):
         if not self._is_patch():
             return super().call(inputs)
         kh, kw = self.kernel_size
-        batch, height, width, channels = ops.shape(inputs)
+        channels = ops.shape(inputs)[3]
         # kernel [kh, kw, filters, channels] -> [channels, kh * kw * filters]
         kernel = ops.cast(ops.reshape(ops.transpose(self.kernel, (3, 0, 1, 2)),
                                       (channels, kh * kw * self.filters)), inputs.dtype)
         bias = ops.cast(self.bias, inputs.dtype) if self.use_bias else None
-        # Softmax-like activations span the channel axis, so they wait for the depth-to-space.
-        elementwise = self.activation not in (keras.activations.softmax,
-                                              keras.activations.log_softmax)
-        finished = not takes_gradients(training)
-        if finished:
-            patches = ops.conv(inputs, ops.reshape(kernel, (1, 1, channels, kh * kw * self.filters)))
-            if bias is not None:
-                # ops.add: a BiasAdd under TensorFlow, which it fuses into the convolution.
-                patches = ops.add(patches, ops.tile(bias, kh * kw))
-            if elementwise:
-                patches = self.activation(patches)
-        else:
-            patches = ops.matmul(inputs, kernel)
+        if takes_gradients(training):
+            outputs = self._depth_to_space(ops.matmul(inputs, kernel))
+            return self.activation(outputs if bias is None else outputs + bias)
+        patches = ops.conv(inputs, ops.reshape(kernel, (1, 1, channels, kh * kw * self.filters)))
+        if bias is not None:
+            # ops.add: a BiasAdd under TensorFlow, which it fuses into the convolution.
+            patches = ops.add(patches, ops.tile(bias, kh * kw))
+        if self.activation in (keras.activations.softmax, keras.activations.log_softmax):
+            # These span the channel axis: after the depth-to-space.
+            return self.activation(self._depth_to_space(patches))
+        return self._depth_to_space(self.activation(patches))
+
+    def _depth_to_space(self, patches):
+        """``[B, H, W, kh*kw*filters]`` patches -> ``[B, H*kh, W*kw, filters]``."""
+        kh, kw = self.kernel_size
+        batch, height, width = ops.shape(patches)[:3]
         patches = ops.reshape(patches, (batch, height, width, kh, kw, self.filters))
-        outputs = ops.reshape(ops.transpose(patches, (0, 1, 3, 2, 4, 5)),
-                              (batch, height * kh, width * kw, self.filters))
-        if not finished and bias is not None:
-            outputs = outputs + bias
-        if not (finished and elementwise):
-            outputs = self.activation(outputs)
-        return outputs
+        return ops.reshape(ops.transpose(patches, (0, 1, 3, 2, 4, 5)),
+                           (batch, height * kh, width * kw, self.filters))
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
