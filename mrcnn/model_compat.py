@@ -98,7 +98,10 @@ class MatterportCompat:
             ``("rpn_class", model.keras_model.get_layer("rpn_class").output)``.
 
         Returns: dict name -> numpy array, in the order given; each is printed
-        with ``log`` as Matterport did.
+        with ``log`` as Matterport did. The per-ROI layers inside the heads run with
+        the ROI axis folded into the batch axis (``[B*N, ...]``); their values come back
+        as ``[B, N, ...]``, the shape of Matterport's ``TimeDistributed`` layers, so its
+        notebooks' ``masks[0, i, :, :, class_id]`` indexing works unchanged.
         """
         import keras
 
@@ -126,7 +129,12 @@ class MatterportCompat:
         probe = keras.Model(self.keras_model.inputs, [tensor for _, tensor in outputs])
         values = probe.predict_on_batch([molded, np.asarray(image_metas, np.float32), anchors])
         values = values if isinstance(values, (list, tuple)) else [values]
-        result = {name: np.asarray(value) for (name, _), value in zip(outputs, values)}
+        result = {}
+        for (name, tensor), value in zip(outputs, values):
+            value = np.asarray(value)
+            if _roi_axis_folded(tensor):
+                value = value.reshape((molded.shape[0], -1) + value.shape[1:])
+            result[name] = value
         for name, value in result.items():
             log(name, value)
         return result
@@ -158,6 +166,24 @@ def _parents(tensor):
                         "(use keras_model.get_layer(name).output)")
     node = history.operation._inbound_nodes[history.node_index]
     return list(node.input_tensors)
+
+
+def _roi_axis_folded(tensor):
+    """True for a tensor computed between a ``MergeRoiDim`` and its ``SplitRoiDim``:
+    per-ROI rows whose ROI axis is folded into the batch axis."""
+    from mrcnn.layers.heads import MergeRoiDim, SplitRoiDim
+
+    stack, seen = [tensor], set()
+    while stack:
+        current = stack.pop()
+        operation = current._keras_history.operation
+        if isinstance(operation, MergeRoiDim):
+            return True
+        if isinstance(operation, SplitRoiDim) or id(operation) in seen:
+            continue
+        seen.add(id(operation))
+        stack.extend(_parents(current))
+    return False
 
 
 def conv1_input_channels(filepath):

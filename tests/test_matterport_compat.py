@@ -189,7 +189,21 @@ def test_matterport_fit_generator_and_the_ports_fit_train_unchanged(dataset, con
 
 # --- MaskRCNN debugging methods -------------------------------------------------------
 
-def test_run_graph_returns_named_layer_outputs(model, dataset, capsys):
+@pytest.fixture
+def detecting_model(model):
+    """The module's untrained model with its classifier biased to class 1, so that it
+    has detections (untrained, every ROI is background); restored afterwards."""
+    logits = model.keras_model.get_layer("mrcnn_class_logits")
+    saved = logits.bias.numpy()
+    biased = np.zeros_like(saved)
+    biased[1] = 10.0
+    logits.bias.assign(biased)
+    yield model
+    logits.bias.assign(saved)
+
+
+def test_run_graph_returns_named_layer_outputs(detecting_model, dataset, capsys):
+    model = detecting_model
     image = dataset.load_image(1)
     keras_model = model.keras_model
     outputs = model.run_graph([image], [
@@ -199,18 +213,35 @@ def test_run_graph_returns_named_layer_outputs(model, dataset, capsys):
         ("deltas", keras_model.get_layer("mrcnn_bbox").output),
         ("detections", keras_model.get_layer("mrcnn_detection").output),
         ("res2c_out", keras_model.get_layer("res2c_out").output),
+        ("masks", keras_model.get_layer("mrcnn_mask").output),
+        ("mask_conv1", keras_model.get_layer("mrcnn_mask_conv1").output),
     ])
-    assert list(outputs) == ["rpn_class", "proposals", "probs", "deltas", "detections", "res2c_out"]
+    assert list(outputs) == ["rpn_class", "proposals", "probs", "deltas", "detections", "res2c_out",
+                             "masks", "mask_conv1"]
     printed = capsys.readouterr().out
     assert all(name in printed and "shape:" in printed for name in outputs)
     # The same values as the whole graph's own outputs on the same inputs.
     molded, metas, _ = model.mold_inputs([image])
     anchors = model.get_anchors(molded.shape[1:3])[None]
-    detections, probs, deltas, _, rois, rpn_class, _ = keras_model.predict_on_batch([molded, metas, anchors])
+    detections, probs, deltas, masks, rois, rpn_class, _ = keras_model.predict_on_batch(
+        [molded, metas, anchors])
     for name, want in (("detections", detections), ("probs", probs), ("deltas", deltas),
                        ("proposals", rois), ("rpn_class", rpn_class)):
         np.testing.assert_allclose(outputs[name], np.asarray(want), atol=1e-5, err_msg=name)
     assert outputs["res2c_out"].shape == (1, 32, 32, 256)
+    # The heads' per-ROI layers come back [B, N, ...], as Matterport's TimeDistributed
+    # layers were, so its notebook's indexing runs unchanged. The mask head runs on the
+    # detections only (at least one row): the graph's output pads zero rows after them.
+    class_ids = outputs["detections"][0, :, 4].astype(np.int32)
+    det_count = int(np.count_nonzero(class_ids))
+    assert det_count > 0
+    assert outputs["masks"].shape == (1, det_count) + np.asarray(masks).shape[2:]
+    assert outputs["mask_conv1"].shape == (1, det_count, 14, 14, 256)
+    np.testing.assert_allclose(outputs["masks"], np.asarray(masks)[:, :det_count], atol=1e-5)
+    per_detection = np.array([outputs["masks"][0, i, :, :, c]
+                              for i, c in enumerate(class_ids[:det_count])])
+    np.testing.assert_array_equal(per_detection,
+                                  outputs["masks"][0, np.arange(det_count), :, :, class_ids[:det_count]])
 
 
 def test_ancestor_finds_upstream_layer_outputs(model):
