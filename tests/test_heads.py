@@ -188,8 +188,8 @@ def test_merge_then_split_roi_dim_round_trips_values():
 
 @pytest.mark.parametrize("activation", ["relu", "softmax", None])
 def test_patch_deconv_equals_conv2d_transpose_with_the_same_weights(activation):
-    """Both paths: the matmul (a call that may take gradients) and the fused 1x1
-    convolution of inference graphs (training=False)."""
+    """Both paths: the matmul (a call that may take gradients: outputs and gradients)
+    and the fused 1x1 convolution of inference graphs (training=False)."""
     from mrcnn.layers.conv_as_matmul import PatchDeconv2D
 
     rng = np.random.default_rng(11)
@@ -206,6 +206,20 @@ def test_patch_deconv_equals_conv2d_transpose_with_the_same_weights(activation):
         for training in (None, True, False):
             np.testing.assert_allclose(np.asarray(patch(x, training=training)), expected,
                                        atol=1e-5, err_msg=f"kernel {kernel}, training={training}")
+        # The gradients of the form training graphs take, weighted by a random cotangent.
+        cotangent = rng.normal(size=expected.shape).astype("float32")
+
+        def weight_gradients(layer):
+            loss = lambda: keras.ops.sum(layer(x, training=True) * cotangent)  # noqa: E731
+            return [np.asarray(g) for g in variable_gradients(loss, layer.trainable_weights)]
+
+        def input_gradient(layer):
+            return gradients(lambda inputs: layer(inputs, training=True) * cotangent, [x])[0]
+
+        for ours, theirs in zip(weight_gradients(patch), weight_gradients(reference)):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-5, atol=1e-4)
+        np.testing.assert_allclose(input_gradient(patch), input_gradient(reference),
+                                   rtol=1e-5, atol=1e-4)
     # Overlapping patches (stride < kernel) take Conv2DTranspose's own path.
     overlapping = PatchDeconv2D(2, 3, strides=2)
     assert not overlapping._is_patch() and tuple(overlapping(x).shape) == (3, 11, 9, 2)
