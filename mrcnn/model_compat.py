@@ -77,16 +77,10 @@ class MatterportCompat:
         """
         pattern = re.compile(name)
         seen = set() if checked is None else checked
-        stack = list(_parents(tensor))
-        while stack:
-            parent = stack.pop()
-            if id(parent) in seen:
-                continue
-            seen.add(id(parent))
+        for parent in _upstream(_parents(tensor), seen):
             layer_name = parent._keras_history.operation.name
             if pattern.fullmatch(layer_name) or pattern.fullmatch(f"{layer_name}:0"):
                 return parent
-            stack.extend(_parents(parent))
         return None
 
     def run_graph(self, images, outputs, image_metas=None):
@@ -168,22 +162,31 @@ def _parents(tensor):
     return list(node.input_tensors)
 
 
+def _upstream(tensors, seen, stop=None):
+    """``tensors`` and the graph tensors upstream of them, depth first, each once
+    (``seen``: ids already visited, updated); not beyond a tensor for which
+    ``stop(tensor)`` is true."""
+    stack = list(tensors)
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        yield current
+        if stop is None or not stop(current):
+            stack.extend(_parents(current))
+
+
 def _roi_axis_folded(tensor):
     """True for a tensor computed between a ``MergeRoiDim`` and its ``SplitRoiDim``:
     per-ROI rows whose ROI axis is folded into the batch axis."""
     from mrcnn.layers.heads import MergeRoiDim, SplitRoiDim
 
-    stack, seen = [tensor], set()
-    while stack:
-        current = stack.pop()
-        operation = current._keras_history.operation
-        if isinstance(operation, MergeRoiDim):
-            return True
-        if isinstance(operation, SplitRoiDim) or id(operation) in seen:
-            continue
-        seen.add(id(operation))
-        stack.extend(_parents(current))
-    return False
+    def layer(t):
+        return t._keras_history.operation
+
+    return any(isinstance(layer(t), MergeRoiDim)
+               for t in _upstream([tensor], set(), stop=lambda t: isinstance(layer(t), SplitRoiDim)))
 
 
 def conv1_input_channels(filepath):
