@@ -10,7 +10,7 @@ import keras
 from keras import layers, ops
 
 from mrcnn.layers.conv_as_matmul import MatmulGradConv2D
-from mrcnn.layers.frozen_norm import BatchNorm, fold_if_frozen, frozen_by
+from mrcnn.layers.frozen_norm import BatchNorm, conv_norm, frozen_by
 
 _ARCHITECTURES = {"resnet50": 5, "resnet101": 22}  # identity blocks in stage 4
 
@@ -20,10 +20,7 @@ def _conv_bn(x, filters, kernel_size, conv_name, bn_name, norm, strides=1,
     """Conv2D (with bias, as Matterport) -> BatchNorm -> optional ReLU."""
     conv = MatmulGradConv2D(filters, kernel_size, strides=strides, padding=padding,
                             use_bias=True, name=conv_name)
-    x = fold_if_frozen(conv, norm(bn_name))(x)
-    if relu:
-        x = layers.Activation("relu")(x)
-    return x
+    return conv_norm(x, conv, norm(bn_name), relu)
 
 
 def _bottleneck(x, kernel_size, filters, stage, block, norm, strides=None):

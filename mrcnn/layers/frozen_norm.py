@@ -6,7 +6,7 @@ the fold itself is the conv's side (``conv_as_matmul.FoldsFrozenNorm``).
 import keras
 from keras import layers, ops
 
-__all__ = ["BatchNorm", "fold_if_frozen", "frozen_by"]
+__all__ = ["BatchNorm", "conv_norm", "fold_if_frozen", "frozen_by"]
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")
@@ -74,6 +74,13 @@ def fold_if_frozen(conv, norm):
     if isinstance(norm, BatchNorm) and norm.frozen:
         conv.fold_norm(norm)
     return lambda x: norm(conv(x))
+
+
+def conv_norm(x, conv, norm, relu=True):
+    """``x`` through ``conv``, ``norm`` and, if ``relu``, a ReLU: the conv blocks of the
+    backbone and the heads. A frozen BatchNorm is folded into the conv (``fold_if_frozen``)."""
+    x = fold_if_frozen(conv, norm)(x)
+    return layers.Activation("relu")(x) if relu else x
 
 
 def frozen_by(train_bn):

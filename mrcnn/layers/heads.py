@@ -10,7 +10,7 @@ import keras
 from keras import layers, ops
 
 from mrcnn.layers.conv_as_matmul import MatmulGradConv2D, PatchDeconv2D, WholeMapConv2D
-from mrcnn.layers.frozen_norm import BatchNorm, fold_if_frozen, frozen_by
+from mrcnn.layers.frozen_norm import BatchNorm, conv_norm, frozen_by
 
 # The heads' output layers (logits, softmax, box deltas, mask sigmoid) compute in
 # float32 under any mixed-precision policy: they are cheap, and scores, deltas and
@@ -96,12 +96,6 @@ def _pooled_shape(pooled, caller):
     return shape[2:]
 
 
-def _conv_bn_relu(x, filters, kernel_size, conv_name, bn_name, frozen, padding, conv=MatmulGradConv2D):
-    layer = conv(filters, kernel_size, padding=padding, name=conv_name)
-    x = fold_if_frozen(layer, BatchNorm(frozen=frozen, name=bn_name))(x)
-    return layers.Activation("relu")(x)
-
-
 def classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024):
     """Matterport's ``fpn_classifier_graph`` after ROIAlign.
 
@@ -121,10 +115,10 @@ def classifier_head(pooled, num_classes, train_bn=False, fc_layers_size=1024):
     x = MergeRoiDim(name="mrcnn_class_merge_rois")(pooled)
     # A ph x pw valid conv on a ph x pw map, and then a 1x1 conv on the 1x1 result, are
     # fully connected layers (computed as such: see WholeMapConv2D).
-    x = _conv_bn_relu(x, fc_layers_size, (ph, pw), "mrcnn_class_conv1", "mrcnn_class_bn1",
-                      frozen, "valid", conv=WholeMapConv2D)
-    x = _conv_bn_relu(x, fc_layers_size, (1, 1), "mrcnn_class_conv2", "mrcnn_class_bn2",
-                      frozen, "valid", conv=WholeMapConv2D)
+    x = conv_norm(x, WholeMapConv2D(fc_layers_size, (ph, pw), name="mrcnn_class_conv1"),
+                  BatchNorm(frozen=frozen, name="mrcnn_class_bn1"))
+    x = conv_norm(x, WholeMapConv2D(fc_layers_size, (1, 1), name="mrcnn_class_conv2"),
+                  BatchNorm(frozen=frozen, name="mrcnn_class_bn2"))
     x = layers.Reshape((fc_layers_size,), name="pool_squeeze")(x)
     shared = SplitRoiDim(name="mrcnn_class_split_rois")([x, pooled])
     logits = layers.Dense(num_classes, name="mrcnn_class_logits", dtype=OUTPUT_DTYPE)(shared)
@@ -149,8 +143,8 @@ def mask_head(pooled, num_classes, train_bn=False):
     frozen = frozen_by(train_bn)
     x = MergeRoiDim(name="mrcnn_mask_merge_rois")(pooled)
     for i in range(1, 5):
-        x = _conv_bn_relu(x, 256, (3, 3), f"mrcnn_mask_conv{i}", f"mrcnn_mask_bn{i}",
-                          frozen, "same")
+        x = conv_norm(x, MatmulGradConv2D(256, (3, 3), padding="same", name=f"mrcnn_mask_conv{i}"),
+                      BatchNorm(frozen=frozen, name=f"mrcnn_mask_bn{i}"))
     x = PatchDeconv2D(256, (2, 2), strides=2, activation="relu", name="mrcnn_mask_deconv")(x)
     x = MatmulGradConv2D(num_classes, (1, 1), activation="sigmoid", name="mrcnn_mask",
                          dtype=OUTPUT_DTYPE)(x)
