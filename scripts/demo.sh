@@ -10,8 +10,9 @@
 # Every step is a samples/tinyvoc.py command, exactly as one runs it on the real data
 # (the commands for that are printed at the end). The synthetic shapes are easy: 360 steps
 # from random weights reach segm AP50 0.96-0.98 on the held-out images (README; 240 steps
-# gave 0.66-0.85, with the wrong class on top for some shapes; --train-seed 0 makes the run
-# repeat on one machine; the AP is printed at the end). This shows the model learns, not
+# gave 0.66-0.85, with the wrong class on top for some shapes; --train-seed 0 fixes the data
+# order and every random draw, though on some CPUs runs still drift apart in the last bits;
+# the AP is printed at the end). This shows the model learns, not
 # what it reaches on VOC.
 #
 # Usage: bash scripts/demo.sh [--no-setup]
@@ -25,7 +26,7 @@ setup=1
 for arg in "$@"; do
   case "$arg" in
     --no-setup) setup=0 ;;
-    -h|--help) sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) awk 'NR > 1 && !/^#/ {exit} NR > 1' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "demo.sh: unknown argument '$arg' (only --no-setup)" >&2; exit 2 ;;
   esac
 done
