@@ -12,8 +12,7 @@
 # from random weights reach segm AP50 0.96-0.98 on the held-out images (README; 240 steps
 # gave 0.66-0.85, with the wrong class on top for some shapes; --train-seed 0 fixes the data
 # order and every random draw, though on some CPUs runs still drift apart in the last bits;
-# the AP is printed at the end). This shows the model learns, not
-# what it reaches on VOC.
+# the AP is printed at the end). This shows the model learns, not what it reaches on VOC.
 #
 # Usage: bash scripts/demo.sh [--no-setup]
 # Environment: DEMO_DIR (default logs/demo), DEMO_IMAGE_SIZE (px, multiple of 64;
