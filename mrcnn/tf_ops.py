@@ -225,9 +225,17 @@ def make_deterministic(seed):
     atomics) add in a varying order, which changes the last bits of sums and, over many
     steps, the losses. Op determinism is process-wide and stays on; it makes some
     kernels slower (and on GPU some ops raise instead of running nondeterministically).
+
+    Grappler's remapper (op fusion) is switched off too, also process-wide: with
+    oneDNN (TensorFlow's default CPU kernels), its fused convolutions made the
+    gradients of a seeded training step differ between processes, though never
+    between calls in one process, so two seeded runs drifted apart (measured on an
+    AVX-512 AMD EPYC; benchmarks/RESULTS.md, "Seeded runs repeat again"). Unfused,
+    a 512-px training step took up to 5 % longer there.
     """
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()
+    tf.config.optimizer.set_experimental_options({"remapping": False})
 
 
 # --- tf.distribute replica context (see mrcnn.distribute for the strategies) ---

@@ -214,6 +214,17 @@ def test_two_seeded_runs_give_identical_losses(runs):
     assert [v for _, v in first_cb.history] == [v for _, v in second_cb.history]
 
 
+def test_a_seeded_run_turns_off_the_op_fusion_that_broke_repeats_across_processes(runs):
+    """Within one process fused and unfused kernels both repeat (the test above);
+    across processes the fused oneDNN convolutions did not (``tf_ops.make_deterministic``),
+    so a seeded run leaves Grappler's remapper off, next to op determinism."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config  # no public getter
+
+    assert tf.config.optimizer.get_experimental_options().get("remapping") is False
+    assert tf_config.is_op_determinism_enabled()
+
+
 ############################################################
 #  tinyvoc command line
 ############################################################
