@@ -227,7 +227,8 @@ def make_deterministic(seed):
     kernels slower (and on GPU some ops raise instead of running nondeterministically).
 
     Grappler's remapper (op fusion) is switched off too, also process-wide: with
-    oneDNN (TensorFlow's default CPU kernels), its fused convolutions made the
+    oneDNN (TensorFlow's default CPU kernels), the fused convolution + bias of the
+    mask head's last layer (a 1x1 conv on a varying number of ROIs) made the
     gradients of a seeded training step differ between processes, though never
     between calls in one process, so two seeded runs drifted apart (measured on an
     AVX-512 AMD EPYC; benchmarks/RESULTS.md, "Seeded runs repeat again"). Unfused,
