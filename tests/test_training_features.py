@@ -216,8 +216,9 @@ def test_two_seeded_runs_give_identical_losses(runs):
 
 def test_a_seeded_run_turns_off_the_op_fusion_that_broke_repeats_across_processes(runs):
     """Within one process fused and unfused kernels both repeat (the test above);
-    across processes the fused oneDNN convolutions did not (``tf_ops.make_deterministic``),
-    so a seeded run leaves Grappler's remapper off, next to op determinism."""
+    across processes the mask head's fused oneDNN convolution + bias did not
+    (``tf_ops.make_deterministic``), so a seeded run leaves Grappler's remapper off,
+    next to op determinism."""
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config  # no public getter
 
