@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/seeded_repeat.py [--runs 4] [--stop 5] [--data DIR]
 
 Trains scripts/demo.sh's model with its training options (128 px, GroupNorm ResNet-50
-from random weights, 120-step epochs, cosine schedule, --train-seed 0) in ``--runs``
+from random weights, one 120-step epoch, cosine schedule, --train-seed 0) in ``--runs``
 fresh processes, one after the other, for ``--stop`` steps each, and hashes every
 weight after every step. Prints, per step, how many distinct sets of weights the
 processes ended with (1 everywhere: the runs repeat) and writes
@@ -14,8 +14,9 @@ oneDNN kernel did not, until seeded runs turned off Grappler's remapper
 first 5 steps showed it: step 3, the first with a mask loss, split the runs in two.
 
 ``--keep-fusion`` turns the remapper back on once training starts, to see whether a
-machine (or a new TensorFlow) still needs it off. ``--data`` is a tinyvoc-layout folder; without it the demo's synthetic dataset is
-written to a temporary folder (``tinyvoc.py synth --train 300 --test 4``).
+machine (or a new TensorFlow) still needs it off. ``--data`` is a tinyvoc-layout folder;
+without it the demo's synthetic dataset is written to a temporary folder
+(``tinyvoc.py synth --train 300 --test 4``).
 """
 import argparse
 import hashlib
@@ -33,7 +34,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import common  # noqa: E402
 
-# scripts/demo.sh's training command, less the folders.
+# scripts/demo.sh's training command, less the folders and with one epoch instead of
+# three (the cosine schedule then spans 120 steps, not 360; a probe stops long before).
 DEMO_TRAIN_ARGS = ["--weights", "none", "--backbone-norm", "group", "--image-size", "128",
                    "--heads-epochs", "0", "--all-epochs", "1", "--steps", "120",
                    "--val-steps", "0", "--all-lr", "0.02", "--warmup-steps", "40",

@@ -10,9 +10,9 @@
 # Every step is a samples/tinyvoc.py command, exactly as one runs it on the real data
 # (the commands for that are printed at the end). The synthetic shapes are easy: 360 steps
 # from random weights reach segm AP50 0.96-0.98 on the held-out images (README; 240 steps
-# gave 0.66-0.85, with the wrong class on top for some shapes; --train-seed 0 fixes the data
-# order and every random draw, though on some CPUs runs still drift apart in the last bits;
-# the AP is printed at the end). This shows the model learns, not what it reaches on VOC.
+# gave 0.66-0.85, with the wrong class on top for some shapes; --train-seed 0 makes the run
+# repeat bit for bit on one machine; the AP is printed at the end). This shows the model
+# learns, not what it reaches on VOC.
 #
 # Usage: bash scripts/demo.sh [--no-setup]
 # Environment: DEMO_DIR (default logs/demo), DEMO_IMAGE_SIZE (px, multiple of 64;
