@@ -1,8 +1,8 @@
 """The graph's ops that ``keras.ops`` lacks, and which implementation runs them.
 
 Under the TensorFlow backend these are TensorFlow's own kernels (:mod:`mrcnn.tf_ops`:
-``NonMaxSuppressionV4``, ``combined_non_max_suppression``, ``crop_and_resize``, a batched
-``GatherV2``, the ``tf.distribute`` replica context); they stay the reference. Under any other
+``NonMaxSuppressionV4``, ``combined_non_max_suppression``, ``crop_and_resize``, the
+``tf.distribute`` replica context); they stay the reference. Under any other
 backend (JAX), and under TensorFlow inside :func:`portable` (TFLite's builtin ops),
 they are :mod:`mrcnn.portable_ops`: ``keras.ops`` only, static shapes, the same
 results. Layers call this module and never import either directly.

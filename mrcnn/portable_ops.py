@@ -1,9 +1,7 @@
-"""Greedy NMS, bilinear crop-and-resize and a batched gather in ``keras.ops`` only, with
-static shapes.
+"""Greedy NMS and bilinear crop-and-resize in ``keras.ops`` only, with static shapes.
 
 The backend-neutral twins of the TensorFlow kernels in :mod:`mrcnn.tf_ops`
-(``NonMaxSuppressionV4``, ``combined_non_max_suppression``, ``crop_and_resize``,
-``GatherV2`` with ``batch_dims``),
+(``NonMaxSuppressionV4``, ``combined_non_max_suppression``, ``crop_and_resize``),
 written to give the same results: the same IoU formula, a box suppressed when its
 IoU with a kept, higher-scoring box is strictly greater than the threshold, the
 same sample positions and bilinear weights. Every output has a shape known when
