@@ -18,7 +18,6 @@ __all__ = [
     "leading_rows",
     "portable",
     "argmax_last_axis",
-    "batched_gather",
     "non_max_suppression_padded",
     "per_class_non_max_suppression",
     "crop_and_resize",
@@ -87,13 +86,6 @@ def argmax_last_axis(x):
     """int32 index of the largest value along the last axis, the first of ties
     (``tf_ops.argmax_last_axis``)."""
     return _ops().argmax_last_axis(x)
-
-
-def batched_gather(x, index, batch_dims):
-    """``x [*batch, N, ...]``, int ``index [*batch, K]`` -> ``[*batch, K, ...]`` (``index``
-    ``[*batch]`` -> ``[*batch, ...]``), ``batch`` being the leading ``batch_dims`` axes
-    (``tf_ops.batched_gather``)."""
-    return _ops().batched_gather(x, index, batch_dims)
 
 
 def non_max_suppression_padded(boxes, scores, max_output_size, iou_threshold):

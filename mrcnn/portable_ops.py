@@ -14,7 +14,6 @@ from keras import ops
 
 __all__ = [
     "argmax_last_axis",
-    "batched_gather",
     "non_max_suppression_padded",
     "per_class_non_max_suppression",
     "crop_and_resize",
@@ -36,19 +35,6 @@ def argmax_last_axis(x):
     positions = ops.arange(size, dtype="int32")
     is_best = ops.equal(x, ops.max(x, axis=-1, keepdims=True))
     return ops.min(ops.where(is_best, positions, size), axis=-1)
-
-
-def batched_gather(x, index, batch_dims):
-    """``tf.gather(x, index, axis=batch_dims, batch_dims=batch_dims)`` by
-    ``ops.take_along_axis``: for each position of the leading ``batch_dims`` axes, the rows
-    of ``x``'s next axis that ``index`` names (``index`` of rank ``batch_dims`` names one)."""
-    one_each = len(index.shape) == batch_dims
-    if one_each:
-        index = ops.expand_dims(index, -1)
-    trailing = len(x.shape) - batch_dims - 1
-    index = ops.reshape(index, (*ops.shape(index), *([1] * trailing)))
-    rows = ops.take_along_axis(x, index, axis=batch_dims)
-    return ops.squeeze(rows, axis=batch_dims) if one_each else rows
 
 
 def _corners_and_areas(boxes):

@@ -15,7 +15,6 @@ import tensorflow as tf
 
 __all__ = [
     "argmax_last_axis",
-    "batched_gather",
     "non_max_suppression",
     "non_max_suppression_padded",
     "per_class_non_max_suppression",
@@ -37,15 +36,6 @@ __all__ = [
 def argmax_last_axis(x):
     """int32 index of the largest value along the last axis (``tf.math.argmax``)."""
     return tf.math.argmax(x, axis=-1, output_type=tf.int32)
-
-
-def batched_gather(x, index, batch_dims):
-    """For each position of the leading ``batch_dims`` axes, the rows of ``x``'s next axis
-    that ``index`` names: one ``GatherV2``. Keras' ``take_along_axis`` adds int64 index
-    arithmetic and transposes, and TensorFlow's oneDNN build logs an error line, on any CPU,
-    for a graph with an integer ``Transpose`` ("oneDNN supports DT_INT64 only on platforms
-    with AVX-512")."""
-    return tf.gather(x, index, axis=batch_dims, batch_dims=batch_dims)
 
 
 def non_max_suppression(boxes, scores, max_output_size, iou_threshold):

@@ -42,53 +42,6 @@ def test_argmax_last_axis_is_numpy_argmax_first_of_ties(impl):
     np.testing.assert_array_equal(got, np.argmax(probs, axis=-1))
 
 
-def test_batched_gather_is_numpy_indexing(impl):
-    rng = np.random.default_rng(11)
-    boxes = rng.random((2, 9, 4)).astype(np.float32)
-    rows = rng.integers(0, 9, (2, 5)).astype(np.int32)
-    got = np.asarray(impl.batched_gather(boxes, rows, 1))
-    np.testing.assert_array_equal(got, np.stack([boxes[b, rows[b]] for b in range(2)]))
-    scores = boxes[..., 0]
-    got = np.asarray(impl.batched_gather(scores, rows, 1))
-    np.testing.assert_array_equal(got, np.stack([scores[b, rows[b]] for b in range(2)]))
-    # One index per row of the leading two axes: a class's column of each ROI.
-    per_class = rng.random((2, 5, 3, 4)).astype(np.float32)
-    class_ids = rng.integers(0, 3, (2, 5)).astype(np.int32)
-    want = np.array([[per_class[b, r, class_ids[b, r]] for r in range(5)] for b in range(2)])
-    np.testing.assert_array_equal(np.asarray(impl.batched_gather(per_class, class_ids, 2)), want)
-    np.testing.assert_array_equal(
-        np.asarray(impl.batched_gather(per_class[..., 0], class_ids, 2)), want[..., 0])
-
-
-@pytest.mark.skipif(not ON_TENSORFLOW, reason="a TensorFlow graph and its log")
-def test_proposal_and_detection_graphs_transpose_no_integers():
-    """TensorFlow's oneDNN build logs "E ... oneDNN supports DT_INT64 only on platforms
-    with AVX-512" (on any CPU) for a graph with an integer Transpose, which Keras'
-    take_along_axis makes of its indices: the inference graph's gathers must not."""
-    import tensorflow as tf
-
-    from mrcnn.layers.detection import DetectionLayer
-    from mrcnn.layers.proposal import ProposalLayer
-
-    proposal = ProposalLayer(proposal_count=20, nms_threshold=0.7, pre_nms_limit=50,
-                             rpn_bbox_std_dev=[0.1, 0.1, 0.2, 0.2])
-    detection = DetectionLayer(max_instances=10, min_confidence=0.5, nms_threshold=0.3,
-                               bbox_std_dev=[0.1, 0.1, 0.2, 0.2])
-
-    @tf.function
-    def both(probs, deltas, anchors, class_probs, class_deltas, window):
-        rois = proposal([probs, deltas, anchors])
-        return detection([rois, class_probs, class_deltas, window])
-
-    graph = both.get_concrete_function(
-        tf.TensorSpec((1, 64, 2)), tf.TensorSpec((1, 64, 4)), tf.TensorSpec((1, 64, 4)),
-        tf.TensorSpec((1, 20, 4)), tf.TensorSpec((1, 20, 4, 4)), tf.TensorSpec((1, 4))).graph
-    graphs = [graph] + [f.graph for f in graph._functions.values() if hasattr(f, "graph")]
-    transposed = [op.get_attr("T") for g in graphs for op in g.get_operations()
-                  if op.type == "Transpose"]
-    assert all(dtype.is_floating for dtype in transposed), transposed
-
-
 @pytest.mark.skipif(not ON_TENSORFLOW, reason="the unpadded NMS is TensorFlow's kernel")
 def test_non_max_suppression_matches_greedy_reference():
     rng = np.random.default_rng(0)

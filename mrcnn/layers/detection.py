@@ -52,8 +52,9 @@ class DetectionLayer(keras.layers.Layer):
         probs = ops.cast(mrcnn_class, "float32")
 
         class_ids = graph_ops.argmax_last_axis(probs)
-        scores = graph_ops.batched_gather(probs, class_ids, 2)
-        deltas = graph_ops.batched_gather(ops.cast(mrcnn_bbox, "float32"), class_ids, 2)
+        scores = ops.take_along_axis(probs, class_ids[..., None], axis=-1)[..., 0]
+        deltas = ops.take_along_axis(
+            ops.cast(mrcnn_bbox, "float32"), class_ids[..., None, None], axis=2)[:, :, 0]
         std = ops.convert_to_tensor(self.bbox_std_dev, "float32")
         boxes = box_ops.clip_boxes(box_ops.apply_box_deltas(rois, deltas * std), window)
 

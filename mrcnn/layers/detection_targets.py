@@ -49,7 +49,9 @@ def _split_invariant_uniform(shape, seed_generator):
 
 def _gather_rows(x, index):
     """``x [B, N, ...]``, ``index int [B, T]`` -> ``[B, T, ...]``."""
-    return graph_ops.batched_gather(x, index, 1)
+    extra = len(x.shape) - 2
+    index = ops.reshape(index, (*ops.shape(index), *([1] * extra)))
+    return ops.take_along_axis(x, index, axis=1)
 
 
 @keras.saving.register_keras_serializable(package="mrcnn")

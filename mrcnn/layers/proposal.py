@@ -56,8 +56,8 @@ class ProposalLayer(keras.layers.Layer):
         else:
             k = ops.minimum(self.pre_nms_limit, ops.shape(anchors)[1])
         scores, ix = ops.top_k(scores, k, sorted=True)
-        deltas = graph_ops.batched_gather(deltas, ix, 1)
-        pre_nms_anchors = graph_ops.batched_gather(anchors, ix, 1)
+        deltas = ops.take_along_axis(deltas, ix[..., None], axis=1)
+        pre_nms_anchors = ops.take_along_axis(anchors, ix[..., None], axis=1)
 
         boxes = box_ops.apply_box_deltas(pre_nms_anchors, deltas)
         boxes = box_ops.clip_boxes(boxes, ops.convert_to_tensor([0.0, 0.0, 1.0, 1.0]))
@@ -68,7 +68,7 @@ class ProposalLayer(keras.layers.Layer):
                 image_boxes, image_scores, self.proposal_count, self.nms_threshold)
 
         keep, num_valid = ops.map(nms, (boxes, scores))
-        proposals = graph_ops.batched_gather(boxes, keep, 1)
+        proposals = ops.take_along_axis(boxes, keep[..., None], axis=1)
         valid = ops.arange(self.proposal_count)[None, :] < num_valid[:, None]
         return ops.where(valid[..., None], proposals, ops.zeros_like(proposals))
 
