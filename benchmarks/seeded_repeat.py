@@ -12,6 +12,8 @@ processes ended with (1 everywhere: the runs repeat) and writes
 oneDNN kernel did not, until seeded runs turned off Grappler's remapper
 (``tf_ops.make_deterministic``; RESULTS.md, "Seeded runs repeat again"). There the
 first 5 steps showed it: step 3, the first with a mask loss, split the runs in two.
+Other graphs with the same math split there again with the remapper off (RESULTS.md,
+"Gathers without integer transposes"), so run this after changing the graph.
 
 ``--keep-fusion`` turns the remapper back on once training starts, to see whether a
 machine (or a new TensorFlow) still needs it off. ``--data`` is a tinyvoc-layout folder;

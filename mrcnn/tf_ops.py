@@ -232,7 +232,10 @@ def make_deterministic(seed):
     gradients of a seeded training step differ between processes, though never
     between calls in one process, so two seeded runs drifted apart (measured on an
     AVX-512 AMD EPYC; benchmarks/RESULTS.md, "Seeded runs repeat again"). Unfused,
-    a 512-px training step took up to 5 % longer there.
+    a 512-px training step took up to 5 % longer there. That made this graph repeat
+    but is not the whole cause: other graphs with the same math (other gathers, other
+    class counts) split again from the first mask-loss step; check a changed graph with
+    benchmarks/seeded_repeat.py (RESULTS.md, "Gathers without integer transposes").
     """
     keras.utils.set_random_seed(int(seed))
     tf.config.experimental.enable_op_determinism()

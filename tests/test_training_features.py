@@ -218,7 +218,8 @@ def test_a_seeded_run_turns_off_the_op_fusion_that_broke_repeats_across_processe
     """Within one process fused and unfused kernels both repeat (the test above);
     across processes the mask head's fused oneDNN convolution + bias did not
     (``tf_ops.make_deterministic``), so a seeded run leaves Grappler's remapper off,
-    next to op determinism."""
+    next to op determinism. Whether runs repeat across processes is checked by
+    benchmarks/seeded_repeat.py, not here."""
     import tensorflow as tf
     from tensorflow.python.framework import config as tf_config  # no public getter
 
